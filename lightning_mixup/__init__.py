@@ -1,0 +1,8 @@
+"""lightning_mixup: the mixup family of data augmentations as PyTorch Lightning callbacks."""
+
+from lightning_mixup.callbacks import CutMix, FMix, Mixer, MixingCallback, MixUp, RandomChoice
+from lightning_mixup.models import Classifier
+
+__version__ = "0.1.0"
+
+__all__ = ["Classifier", "CutMix", "FMix", "MixUp", "Mixer", "MixingCallback", "RandomChoice", "__version__"]

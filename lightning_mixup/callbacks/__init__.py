@@ -1,0 +1,9 @@
+"""Mixing callbacks: add one to ``Trainer(callbacks=[...])`` and the training batches are mixed."""
+
+from lightning_mixup.callbacks.base import Mixer, MixingCallback
+from lightning_mixup.callbacks.cutmix import CutMix
+from lightning_mixup.callbacks.fmix import FMix
+from lightning_mixup.callbacks.mixup import MixUp
+from lightning_mixup.callbacks.random_choice import RandomChoice
+
+__all__ = ["CutMix", "FMix", "MixUp", "Mixer", "MixingCallback", "RandomChoice"]

@@ -1,0 +1,68 @@
+"""The FMix callback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_mixup.callbacks.base import Key, Mixer
+from lightning_mixup.functional import MixedBatch, fmix_batch
+from lightning_mixup.functional.fmix import check_fmix_params
+
+
+class FMix(Mixer):
+    """FMix (Harris et al., arXiv 2002.12047): binary masks from thresholded low-frequency Fourier noise.
+
+    Args:
+        decay_power: exponent of the noise spectrum's ``1/f`` decay; larger gives blobbier masks (paper: 3).
+        max_soft: width of a soft edge around the threshold, as a fraction of the pixels (0: binary).
+        reformulate: draw λ ~ Beta(α+1, α), the paper's reformulation.
+        The other arguments are those of :class:`Mixer`; needs ``[B, C, H, W]``.
+
+    Example:
+        >>> from lightning import Trainer
+        >>> trainer = Trainer(callbacks=[FMix(alpha=1.0, decay_power=3.0)], logger=False, enable_checkpointing=False)
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        decay_power: float = 3.0,
+        max_soft: float = 0.0,
+        reformulate: bool = False,
+        p: float = 1.0,
+        per_sample: bool = False,
+        partner: str = "perm",
+        start_epoch: int = 0,
+        stop_epoch: int | None = None,
+        input_key: Key = 0,
+        target_key: Key = 1,
+        num_classes: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(alpha, p, per_sample, partner, start_epoch, stop_epoch, input_key, target_key, num_classes, seed)
+        check_fmix_params(decay_power, max_soft)
+        if not isinstance(reformulate, bool):
+            raise TypeError(f"reformulate must be a bool, got {reformulate!r}")
+        self.decay_power = float(decay_power)
+        self.max_soft = float(max_soft)
+        self.reformulate = reformulate
+
+    def _hparams(self) -> dict[str, Any]:
+        return {**super()._hparams(), "decay_power": self.decay_power, "max_soft": self.max_soft}
+
+    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
+        return fmix_batch(
+            x,
+            target,
+            num_classes,
+            self.alpha,
+            decay_power=self.decay_power,
+            max_soft=self.max_soft,
+            reformulate=self.reformulate,
+            per_sample=self.per_sample,
+            partner=self.partner,
+            generator=generator,
+        )

@@ -1,0 +1,26 @@
+"""The MixUp callback."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_mixup.callbacks.base import Mixer
+from lightning_mixup.functional import MixedBatch, mixup_batch
+
+
+class MixUp(Mixer):
+    """mixup (Zhang et al., ICLR 2018, arXiv 1710.09412): train on ``λx_i + (1−λ)x_j`` with targets
+    ``λy_i + (1−λ)y_j``, λ ~ Beta(α, α). Works on inputs of any shape ``[B, ...]``.
+
+    Paper settings: α = 1 on CIFAR, α = 0.2 on ImageNet. All arguments are those of :class:`Mixer`.
+
+    Example:
+        >>> from lightning import Trainer
+        >>> trainer = Trainer(callbacks=[MixUp(alpha=0.2)], logger=False, enable_checkpointing=False)
+    """
+
+    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
+        return mixup_batch(
+            x, target, num_classes, self.alpha, per_sample=self.per_sample, partner=self.partner, generator=generator
+        )

@@ -1,0 +1,76 @@
+"""The RandomChoice callback: one mixer per batch, picked at random."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_mixup.callbacks.base import Key, MixingCallback
+from lightning_mixup.functional import MixedBatch
+
+
+class RandomChoice(MixingCallback):
+    """Mix each training batch with one mixer drawn from ``mixers`` with probabilities ``weights``.
+
+    timm's "mixup or CutMix" switch, generalised. The wrapper's ``p``, epoch window, keys, number of
+    classes and generator govern; the chosen mixer contributes its method and hyper-parameters, and its
+    own ``p`` and epoch window are honoured as well. Pass the mixers to ``RandomChoice`` only, not
+    to the ``Trainer`` too.
+
+    Args:
+        mixers: the mixing callbacks to choose from (at least one).
+        weights: non-negative weights, one per mixer, normalised to sum to 1 (None: uniform).
+        The other arguments are those of :class:`MixingCallback`.
+
+    Example:
+        >>> from lightning_mixup import CutMix, MixUp
+        >>> choice = RandomChoice([MixUp(alpha=0.8), CutMix(alpha=1.0)], weights=[0.5, 0.5])
+    """
+
+    def __init__(
+        self,
+        mixers: Sequence[MixingCallback],
+        weights: Sequence[float] | None = None,
+        p: float = 1.0,
+        start_epoch: int = 0,
+        stop_epoch: int | None = None,
+        input_key: Key = 0,
+        target_key: Key = 1,
+        num_classes: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(p, start_epoch, stop_epoch, input_key, target_key, num_classes, seed)
+        mixers = list(mixers)
+        if not mixers:
+            raise ValueError("RandomChoice needs at least one mixer, got an empty list")
+        for mixer in mixers:
+            if not isinstance(mixer, MixingCallback):
+                raise TypeError(f"RandomChoice takes mixing callbacks, got {mixer!r}")
+        if weights is None:
+            weights = [1.0] * len(mixers)
+        weights = [float(w) for w in weights]
+        if len(weights) != len(mixers):
+            raise ValueError(f"got {len(weights)} weights {weights} for {len(mixers)} mixers")
+        if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {weights}")
+        self.mixers = mixers
+        self.weights = [w / sum(weights) for w in weights]
+        self._epoch = 0
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"mixers": [type(m).__name__ for m in self.mixers], "weights": self.weights, "p": self.p}
+
+    def maybe_mix(
+        self, x: Tensor, target: Tensor, num_classes: int, epoch: int, generator: torch.Generator
+    ) -> MixedBatch | None:
+        self._epoch = epoch
+        return super().maybe_mix(x, target, num_classes, epoch, generator)
+
+    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch | None:
+        weights = torch.tensor(self.weights, device=generator.device)
+        choice = int(torch.multinomial(weights, 1, generator=generator))
+        return self.mixers[choice].maybe_mix(x, target, num_classes, self._epoch, generator)

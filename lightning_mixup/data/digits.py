@@ -1,0 +1,108 @@
+"""Handwritten digits (8x8, 10 classes) shipped inside the package.
+
+The images come from the UCI "Optical Recognition of Handwritten Digits" data
+set as redistributed by scikit-learn; see ``DIGITS_LICENSE.txt`` next to this
+module. Loading needs only torch.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import TensorDataset
+
+from lightning_mixup.data.in_memory import (
+    InMemoryDataModule,
+    check_bool,
+    check_fractions,
+    check_int,
+    check_positive_int,
+    split_indices,
+)
+
+_DIGITS_FILE = "digits.pt"
+_MAX_PIXEL = 16.0
+
+
+def load_digits() -> tuple[Tensor, Tensor]:
+    """Load the bundled digits as ``(images uint8 [1797, 8, 8] in 0..16, labels uint8 [1797])``.
+
+    Example:
+        >>> images, labels = load_digits()
+        >>> images.shape, int(labels.max())
+        (torch.Size([1797, 8, 8]), 9)
+    """
+    with resources.files(__package__).joinpath(_DIGITS_FILE).open("rb") as f:
+        data = torch.load(f, weights_only=True)
+    return data["images"], data["labels"]
+
+
+class DigitsDataModule(InMemoryDataModule):
+    """Train/val/test splits of the bundled handwritten digits.
+
+    Samples are ``(image float32 [1, H, W], label int64)``, so batches collate
+    to a list ``[x, y]``. Pixels are scaled to ``[0, 1]``, bilinearly resized
+    to ``image_size`` and, if ``normalize``, standardized with the train
+    split's mean/std (stored as ``mean`` / ``std`` after :meth:`setup`).
+    The stratified split depends only on ``split_seed``; the train shuffling
+    order only on ``shuffle_seed``.
+
+    Example:
+        >>> dm = DigitsDataModule(batch_size=32, image_size=16)
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, y.dtype
+        (torch.Size([32, 1, 16, 16]), torch.int64)
+    """
+
+    num_classes: int = 10
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        image_size: int = 8,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        normalize: bool = True,
+        drop_last: bool = False,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size, shuffle_seed, num_workers=num_workers, drop_last=drop_last)
+        check_fractions(val_fraction, test_fraction)
+        check_positive_int("image_size", image_size)
+        check_int("split_seed", split_seed)
+        check_bool("normalize", normalize)
+        self.save_hyperparameters()
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.image_size = image_size
+        self.split_seed = split_seed
+        self.normalize = normalize
+        self.input_shape: tuple[int, int, int] = (1, image_size, image_size)
+        self.mean: float | None = None
+        self.std: float | None = None
+
+    def build_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+        """Load, scale, resize and normalize the images, then split them."""
+        images, labels = load_digits()
+        x = images.unsqueeze(1).float() / _MAX_PIXEL
+        if self.image_size != x.shape[-1]:
+            size = (self.image_size, self.image_size)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        y = labels.long()
+        train, val, test = split_indices(y, self.val_fraction, self.test_fraction, self.split_seed)
+        if self.normalize:
+            train_x = x[train]
+            self.mean = train_x.mean().item()
+            self.std = train_x.std().item()
+            x = (x - self.mean) / self.std
+        return (
+            TensorDataset(x[train], y[train]),
+            TensorDataset(x[val], y[val]),
+            TensorDataset(x[test], y[test]),
+        )

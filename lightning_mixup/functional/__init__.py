@@ -1,0 +1,28 @@
+"""Pure-torch mixing ops: no Lightning, Hydra or OmegaConf. Randomness comes in as a ``torch.Generator``."""
+
+from lightning_mixup.functional.cutmix import box_mask, cutmix, cutmix_batch, sample_boxes
+from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fourier_noise, sample_masks
+from lightning_mixup.functional.mixup import MixedBatch, mixup, mixup_batch
+from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
+from lightning_mixup.functional.targets import mix_targets, to_probs
+
+__all__ = [
+    "MixedBatch",
+    "binarise_masks",
+    "box_mask",
+    "cutmix",
+    "cutmix_batch",
+    "expand_lam",
+    "fmix",
+    "fmix_batch",
+    "fourier_noise",
+    "mix_targets",
+    "mixup",
+    "mixup_batch",
+    "partner_index",
+    "sample_beta",
+    "sample_boxes",
+    "sample_lam",
+    "sample_masks",
+    "to_probs",
+]

@@ -1,0 +1,105 @@
+"""CutMix: paste a box of the partner image; λ is the area that stays from the image itself.
+
+Yun, Han, Oh, Chun, Choe, Yoo. "CutMix: Regularization Strategy to Train Strong Classifiers with
+Localizable Features", ICCV 2019, arXiv 1905.04899.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_mixup.functional.mixup import MixedBatch
+from lightning_mixup.functional.sampling import partner_index, sample_lam
+from lightning_mixup.functional.targets import mix_targets, to_probs
+from lightning_mixup.functional.validation import check_input, check_same_batch
+
+
+def sample_boxes(
+    lam: Tensor, height: int, width: int, *, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Boxes of side ``⌊√(1−λ)·H⌋ × ⌊√(1−λ)·W⌋`` at a uniform centre, clipped to the image.
+
+    Returns ``(boxes, lam)``: int64 boxes ``(y1, y2, x1, x2)`` of shape ``[4]`` (scalar ``lam``) or
+    ``[B, 4]``, on the generator's device, and λ corrected to ``1 − area / (H·W)``, the exact fraction
+    of the image outside the box.
+
+    Example:
+        >>> boxes, lam = sample_boxes(torch.tensor(0.75), 32, 32, generator=torch.Generator().manual_seed(0))
+        >>> boxes.shape, float(lam) >= 0.75
+        (torch.Size([4]), True)
+    """
+    device = generator.device if generator is not None else lam.device
+    lam = lam.to(device=device, dtype=torch.float64)
+    ratio = torch.sqrt((1.0 - lam).clamp(0.0, 1.0))
+    cut_h = torch.floor(ratio * height).long()
+    cut_w = torch.floor(ratio * width).long()
+    cy = torch.randint(0, height, lam.shape, generator=generator, device=device)
+    cx = torch.randint(0, width, lam.shape, generator=generator, device=device)
+    y1 = (cy - cut_h // 2).clamp(0, height)
+    y2 = (cy - cut_h // 2 + cut_h).clamp(0, height)
+    x1 = (cx - cut_w // 2).clamp(0, width)
+    x2 = (cx - cut_w // 2 + cut_w).clamp(0, width)
+    area = (y2 - y1) * (x2 - x1)
+    lam_exact = (1.0 - area.double() / (height * width)).float()
+    return torch.stack([y1, y2, x1, x2], dim=-1), lam_exact
+
+
+def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Boolean mask that is True inside each box: ``[1, 1, H, W]`` for boxes ``[4]``, ``[B, 1, H, W]`` for ``[B, 4]``."""
+    boxes = boxes.reshape(-1, 4, 1, 1)
+    rows = torch.arange(height, device=boxes.device).view(1, height, 1)
+    cols = torch.arange(width, device=boxes.device).view(1, 1, width)
+    inside = (rows >= boxes[:, 0]) & (rows < boxes[:, 1]) & (cols >= boxes[:, 2]) & (cols < boxes[:, 3])
+    return inside.unsqueeze(1)
+
+
+def cutmix(x: Tensor, index: Tensor, boxes: Tensor) -> Tensor:
+    """Paste ``x[index]`` into ``x`` inside ``boxes`` (``[4]`` for the batch or ``[B, 4]`` per sample), out of place.
+
+    Example:
+        >>> x = torch.zeros(2, 1, 4, 4); x[1] = 1
+        >>> cutmix(x, torch.tensor([1, 0]), torch.tensor([0, 2, 0, 2]))[0, 0]
+        tensor([[1., 1., 0., 0.],
+                [1., 1., 0., 0.],
+                [0., 0., 0., 0.],
+                [0., 0., 0., 0.]])
+    """
+    check_input(x, ndim=4, method="CutMix")
+    if boxes.ndim == 1:
+        y1, y2, x1, x2 = boxes.tolist()
+        out = x.clone()
+        out[:, :, y1:y2, x1:x2] = x[index, :, y1:y2, x1:x2]
+        return out
+    inside = box_mask(boxes.to(x.device), x.shape[2], x.shape[3])
+    return torch.where(inside, x[index], x)
+
+
+def cutmix_batch(
+    x: Tensor,
+    target: Tensor,
+    num_classes: int,
+    alpha: float = 1.0,
+    *,
+    per_sample: bool = False,
+    partner: str = "perm",
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Sample a partner index, λ ~ Beta(α, α) and a box (one for the batch or one per sample); mix
+    inputs ``[B, C, H, W]`` and targets with λ corrected to the pasted area.
+
+    Example:
+        >>> x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
+        >>> out = cutmix_batch(x, y, 4, per_sample=True, generator=torch.Generator().manual_seed(0))
+        >>> out.lam.shape
+        torch.Size([8])
+    """
+    check_input(x, ndim=4, method="CutMix")
+    probs = to_probs(target, num_classes)
+    check_same_batch(x, probs)
+    batch, _, height, width = x.shape
+    index = partner_index(batch, partner, generator=generator, device=x.device).to(x.device)
+    lam = sample_lam(alpha, batch if per_sample else None, generator=generator, device=x.device)
+    boxes, lam = sample_boxes(lam, height, width, generator=generator)
+    lam = lam.to(x.device)
+    return MixedBatch(cutmix(x, index, boxes), mix_targets(probs, index, lam), lam)

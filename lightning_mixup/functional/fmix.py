@@ -1,0 +1,148 @@
+"""FMix: binary masks cut from low-frequency Fourier noise.
+
+Harris, Marcu, Painter, Niranjan, Prügel-Bennett, Hare. "FMix: Enhancing Mixed Sample Data
+Augmentation", arXiv 2002.12047. Noise with a ``1 / f^decay_power`` spectrum is thresholded so that
+its top-⌈λN⌉ or top-⌊λN⌋ pixels (a fair coin picks which, per mask) come from the image itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from lightning_mixup.functional.mixup import MixedBatch
+from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
+from lightning_mixup.functional.targets import mix_targets, to_probs
+from lightning_mixup.functional.validation import check_input, check_same_batch
+
+
+def fourier_noise(
+    n: int,
+    height: int,
+    width: int,
+    decay_power: float = 3.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``n`` real images ``[n, H, W]`` of Gaussian noise whose spectrum decays as ``1 / max(f, 1/max(H, W))^decay_power``.
+
+    Built in one batched ``torch.fft.irfft2``; drawn on the generator's device (else ``device``).
+
+    Example:
+        >>> fourier_noise(4, 32, 32, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([4, 32, 32])
+    """
+    dev = generator.device if generator is not None else torch.device(device or "cpu")
+    fy = torch.fft.fftfreq(height, device=dev).view(-1, 1)
+    fx = torch.fft.rfftfreq(width, device=dev).view(1, -1)
+    freqs = torch.sqrt(fy * fy + fx * fx)
+    scale = freqs.clamp_min(1.0 / max(height, width)).pow(-decay_power)
+    coeffs = torch.randn(n, height, width // 2 + 1, 2, generator=generator, device=dev)
+    spectrum = torch.view_as_complex(coeffs * scale[..., None])
+    return torch.fft.irfft2(spectrum, s=(height, width))
+
+
+def binarise_masks(
+    noise: Tensor, lam: Tensor, max_soft: float = 0.0, *, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Threshold each noise image ``[n, H, W]`` at its top-``num`` pixels, ``num`` = ⌈λN⌉ or ⌊λN⌋ by a coin.
+
+    With ``max_soft > 0`` the ``2·⌊N·min(max_soft, λ, 1−λ)⌋`` pixels around the threshold ramp linearly
+    from 1 to 0 instead. Returns float masks ``[n, H, W]`` (1 = pixel from the image itself) and λ equal
+    to each mask's mean. ``lam`` has shape ``[n]``.
+    """
+    n, height, width = noise.shape
+    pixels = height * width
+    dev = noise.device
+    lam = lam.to(dev, torch.float64).reshape(n)
+    coin = torch.rand(n, generator=generator, device=generator.device if generator is not None else dev).to(dev)
+    num = torch.where(coin > 0.5, torch.ceil(lam * pixels), torch.floor(lam * pixels)).long()
+    eff_soft = torch.minimum(torch.full_like(lam, max_soft), torch.minimum(lam, 1.0 - lam))
+    soft = torch.floor(pixels * eff_soft + 1e-9).long() if max_soft > 0 else torch.zeros_like(num)
+    low = (num - soft).view(n, 1)
+    width_soft = (2 * soft).view(n, 1)
+    rank = torch.arange(pixels, device=dev).view(1, pixels)
+    ramp = 1.0 - (rank - low).double() / (width_soft - 1).clamp_min(1).double()
+    sorted_values = torch.where(rank < low, 1.0, torch.where(rank >= low + width_soft, 0.0, ramp)).to(torch.float32)
+    order = noise.reshape(n, pixels).argsort(dim=1, descending=True)
+    masks = torch.empty_like(sorted_values).scatter_(1, order, sorted_values).view(n, height, width)
+    return masks, masks.mean(dim=(1, 2), dtype=torch.float64).float()
+
+
+def sample_masks(
+    lam: Tensor,
+    height: int,
+    width: int,
+    decay_power: float = 3.0,
+    max_soft: float = 0.0,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """FMix masks for λ of shape ``[]`` (one mask ``[1, 1, H, W]``) or ``[B]`` (masks ``[B, 1, H, W]``).
+
+    Returns ``(mask, lam)`` with λ corrected to the mask's mean, same shape as the ``lam`` given.
+
+    Example:
+        >>> mask, lam = sample_masks(torch.tensor(0.3), 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> mask.shape, bool(lam == mask.mean())
+        (torch.Size([1, 1, 8, 8]), True)
+    """
+    n = 1 if lam.ndim == 0 else lam.shape[0]
+    noise = fourier_noise(n, height, width, decay_power, generator=generator, device=lam.device)
+    masks, lam_exact = binarise_masks(noise, lam, max_soft, generator=generator)
+    return masks.unsqueeze(1), lam_exact.reshape(lam.shape)
+
+
+def fmix(x: Tensor, index: Tensor, mask: Tensor) -> Tensor:
+    """``mask·x + (1 − mask)·x[index]`` with a mask ``[1 or B, 1, H, W]`` in [0, 1], out of place; exact where the mask is 0 or 1."""
+    check_input(x, ndim=4, method="FMix")
+    return torch.lerp(x[index], x, mask.to(device=x.device, dtype=x.dtype))
+
+
+def check_fmix_params(decay_power: float, max_soft: float) -> None:
+    """Raise with the bad value unless ``decay_power > 0`` and ``0 <= max_soft <= 0.5``."""
+    if not (isinstance(decay_power, (int, float)) and decay_power > 0 and math.isfinite(decay_power)):
+        raise ValueError(f"decay_power must be a finite number > 0, got {decay_power!r}")
+    if not (isinstance(max_soft, (int, float)) and 0.0 <= max_soft <= 0.5):
+        raise ValueError(f"max_soft must be in [0, 0.5], got {max_soft!r}")
+
+
+def fmix_batch(
+    x: Tensor,
+    target: Tensor,
+    num_classes: int,
+    alpha: float = 1.0,
+    *,
+    decay_power: float = 3.0,
+    max_soft: float = 0.0,
+    reformulate: bool = False,
+    per_sample: bool = False,
+    partner: str = "perm",
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Sample a partner index, λ ~ Beta(α, α) (``reformulate``: Beta(α+1, α)) and one FMix mask for the
+    batch or one per sample; mix inputs ``[B, C, H, W]`` and targets with λ = the mask's mean.
+
+    Example:
+        >>> x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
+        >>> out = fmix_batch(x, y, 4, decay_power=3.0, generator=torch.Generator().manual_seed(0))
+        >>> out.input.shape, out.lam.shape
+        (torch.Size([8, 3, 32, 32]), torch.Size([]))
+    """
+    check_fmix_params(decay_power, max_soft)
+    check_input(x, ndim=4, method="FMix")
+    probs = to_probs(target, num_classes)
+    check_same_batch(x, probs)
+    batch, _, height, width = x.shape
+    index = partner_index(batch, partner, generator=generator, device=x.device).to(x.device)
+    size = batch if per_sample else None
+    if reformulate:
+        lam = sample_beta(alpha + 1.0, alpha, size, generator=generator, device=x.device)
+    else:
+        lam = sample_lam(alpha, size, generator=generator, device=x.device)
+    mask, lam = sample_masks(lam, height, width, decay_power, max_soft, generator=generator)
+    lam = lam.to(x.device)
+    return MixedBatch(fmix(x, index, mask), mix_targets(probs, index, lam), lam)

@@ -1,0 +1,65 @@
+"""mixup: convex combinations of pairs of samples and of their labels.
+
+Zhang, Cisse, Dauphin, Lopez-Paz. "mixup: Beyond Empirical Risk Minimization", ICLR 2018, arXiv 1710.09412.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_lam
+from lightning_mixup.functional.targets import mix_targets, to_probs
+from lightning_mixup.functional.validation import check_input, check_same_batch
+
+
+class MixedBatch(NamedTuple):
+    """What a batch mixer returns: the mixed input, probability targets ``[B, C]``, and λ (``[]`` or ``[B]``)
+    — the fraction of each sample that comes from the sample itself rather than from its partner."""
+
+    input: Tensor
+    target: Tensor
+    lam: Tensor
+
+
+def mixup(x: Tensor, index: Tensor, lam: Tensor | float) -> Tensor:
+    """``λ·x + (1 − λ)·x[index]``, out of place; ``lam`` is a scalar or ``[B]``. λ = 1 returns ``x`` exactly.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [1.0]])
+        >>> mixup(x, torch.tensor([1, 0]), 0.25)
+        tensor([[0.7500],
+                [0.2500]])
+    """
+    return torch.lerp(x[index], x, expand_lam(lam, x))
+
+
+def mixup_batch(
+    x: Tensor,
+    target: Tensor,
+    num_classes: int,
+    alpha: float = 1.0,
+    *,
+    per_sample: bool = False,
+    partner: str = "perm",
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Sample a partner index and λ ~ Beta(α, α) (one per batch or one per sample) and mix inputs and targets.
+
+    Works on inputs of any shape ``[B, ...]``. Draws happen on the generator's device.
+
+    Example:
+        >>> x, y = torch.randn(8, 3, 4, 4), torch.arange(8) % 2
+        >>> out = mixup_batch(x, y, 2, alpha=0.4, generator=torch.Generator().manual_seed(0))
+        >>> out.input.shape, out.target.shape, out.lam.shape
+        (torch.Size([8, 3, 4, 4]), torch.Size([8, 2]), torch.Size([]))
+    """
+    check_input(x, method="mixup")
+    probs = to_probs(target, num_classes)
+    check_same_batch(x, probs)
+    batch = x.shape[0]
+    index = partner_index(batch, partner, generator=generator, device=x.device).to(x.device)
+    lam = sample_lam(alpha, batch if per_sample else None, generator=generator, device=x.device).to(x.device)
+    return MixedBatch(mixup(x, index, lam), mix_targets(probs, index, lam), lam)

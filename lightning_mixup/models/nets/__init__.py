@@ -1,0 +1,7 @@
+"""Backbone networks returning logits ``[B, num_classes]``; stages are named submodules."""
+
+from lightning_mixup.models.nets.cnn import SmallCNN
+from lightning_mixup.models.nets.mlp import MLP
+from lightning_mixup.models.nets.preact_resnet import PreActBlock, PreActResNet, PreActResNet18
+
+__all__ = ["MLP", "PreActBlock", "PreActResNet", "PreActResNet18", "SmallCNN"]

@@ -1,0 +1,130 @@
+"""Tests for the backbone networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_mixup.models.nets import MLP, PreActResNet, PreActResNet18, SmallCNN
+
+
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def resnet18() -> PreActResNet18:
+    torch.manual_seed(0)
+    return PreActResNet18(num_classes=10)
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_small_cnn_output_shapes(size: int) -> None:
+    model = SmallCNN(in_channels=1, num_classes=10, width=8)
+    assert model(torch.randn(3, 1, size, size)).shape == (3, 10)
+
+
+def test_small_cnn_rgb_and_dropout() -> None:
+    model = SmallCNN(in_channels=3, num_classes=4, width=8, dropout=0.5).eval()
+    x = torch.randn(2, 3, 12, 12)
+    assert model(x).shape == (2, 4)
+    assert torch.equal(model(x), model(x))
+
+
+def test_mlp_output_shapes_and_flattening() -> None:
+    assert MLP()(torch.randn(5, 2)).shape == (5, 2)
+    model = MLP(in_features=64, num_classes=10, hidden=16, depth=2, activation="gelu")
+    assert model(torch.randn(5, 1, 8, 8)).shape == (5, 10)
+    assert len(model.layers) == 2
+
+
+def test_preact_resnet18_output_shape(resnet18: PreActResNet18) -> None:
+    assert resnet18(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_preact_resnet_generic_small_inputs() -> None:
+    model = PreActResNet((1, 1, 1, 1), in_channels=1, num_classes=10, width=8)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_preact_resnet18_parameter_count(resnet18: PreActResNet18) -> None:
+    n = _n_params(resnet18)
+    # Pre-activation blocks, 1x1 conv shortcuts, final BN; ~11.17M like the mixup paper's net.
+    assert n == 11_172_170
+    assert abs(n - 11_173_962) / 11_173_962 < 0.01
+
+
+@pytest.mark.parametrize(
+    ("model", "x"),
+    [
+        (SmallCNN(width=8), torch.randn(2, 1, 8, 8)),
+        (MLP(), torch.randn(2, 2)),
+        (PreActResNet((1, 1, 1, 1), width=8), torch.randn(2, 3, 16, 16)),
+    ],
+)
+def test_gradient_flows_to_input_and_all_parameters(model: nn.Module, x: torch.Tensor) -> None:
+    x.requires_grad_(True)
+    model(x).logsumexp(dim=1).sum().backward()
+    assert x.grad is not None and bool(x.grad.abs().sum() > 0)
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+
+
+@pytest.mark.parametrize(
+    ("model", "names"),
+    [
+        (SmallCNN(), ["layer1", "layer2", "layer3", "pool", "head"]),
+        (MLP(depth=3), ["layers", "layers.0", "layers.1", "layers.2", "head"]),
+        (
+            PreActResNet18(width=8),
+            ["stem", "layer1", "layer2", "layer3", "layer4", "final", "pool", "head"],
+        ),
+    ],
+)
+def test_named_layers_exist(model: nn.Module, names: list[str]) -> None:
+    modules = dict(model.named_modules())
+    for name in names:
+        assert name in modules, name
+
+
+def test_forward_hook_on_named_layer_sees_hidden_state() -> None:
+    model = PreActResNet18(width=8)
+    seen: list[torch.Size] = []
+    layer2 = model.get_submodule("layer2")
+    handle = layer2.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.randn(2, 3, 32, 32))
+    handle.remove()
+    assert seen == [torch.Size([2, 16, 16, 16])]
+
+
+def test_channels_last_input_matches_contiguous() -> None:
+    torch.manual_seed(0)
+    model = PreActResNet((1, 1, 1, 1), width=8).eval()
+    cnn = SmallCNN(in_channels=3, width=8).eval()
+    x = torch.randn(2, 3, 32, 32)
+    x_cl = x.to(memory_format=torch.channels_last)
+    for net in (model, cnn):
+        expected = net(x)
+        assert torch.allclose(net(x_cl), expected, atol=1e-5)
+        assert torch.allclose(net.to(memory_format=torch.channels_last)(x_cl), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("factory", "bad"),
+    [
+        (lambda: SmallCNN(in_channels=0), "0"),
+        (lambda: SmallCNN(width=-4), "-4"),
+        (lambda: SmallCNN(dropout=1.0), "1.0"),
+        (lambda: MLP(hidden=0), "0"),
+        (lambda: MLP(depth=2.0), "2.0"),
+        (lambda: MLP(activation="swish"), "'swish'"),
+        (lambda: PreActResNet18(num_classes=0), "0"),
+        (lambda: PreActResNet18(width=True), "True"),
+        (lambda: PreActResNet(block_counts=(2, 2, 2)), r"\(2, 2, 2\)"),
+        (lambda: PreActResNet(block_counts=(2, 0, 2, 2)), "0"),
+    ],
+)
+def test_bad_args_raise_with_value(factory, bad: str) -> None:
+    with pytest.raises(ValueError, match=f"got {bad}"):
+        factory()
