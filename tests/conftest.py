@@ -1,0 +1,92 @@
+"""Fixtures shared by the callback, resume, DDP and Hydra tests: a user's own module, data and a recorder."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+os.environ.setdefault("PL_DISABLE_FORK", "1")
+
+NUM_CLASSES = 4
+
+
+class UserModule(pl.LightningModule):
+    """A LightningModule as a user writes it: nothing from lightning_mixup, cross-entropy on whatever targets come."""
+
+    def __init__(self, num_classes: int | None = NUM_CLASSES, channels: int = 3) -> None:
+        super().__init__()
+        if num_classes is not None:
+            self.num_classes = num_classes
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, NUM_CLASSES)
+        )
+        self.seen: dict[str, list[Any]] = {"train": [], "val": [], "test": [], "predict": []}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _record(self, stage: str, batch: Any) -> None:
+        self.seen[stage].append([t.detach().clone() for t in batch])
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self._record("train", batch)
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._record("val", batch)
+        self.log("val_loss", F.cross_entropy(self(batch[0]), batch[1]))
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._record("test", batch)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self._record("predict", batch)
+        return self(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+class Recorder(Callback):
+    """Keeps a copy of every training batch as it stands when this callback's hook runs."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[torch.Tensor]] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        self.batches.append([t.detach().clone() for t in batch])
+
+
+def make_loader(n: int = 32, batch_size: int = 8, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *shape, generator=g)
+    y = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def make_trainer(callbacks: list[Callback], **kwargs: Any) -> pl.Trainer:
+    defaults: dict[str, Any] = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(callbacks=callbacks, **defaults)
+
+
+@pytest.fixture
+def loader() -> DataLoader:
+    return make_loader()

@@ -1,0 +1,63 @@
+"""Run by tests/test_ddp.py: fit every mixer with 2 CPU processes (gloo) and save each rank's targets.
+
+Usage: python tests/ddp_fit.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from lightning_mixup import Classifier, CutMix, FMix, MixingCallback, MixUp, RandomChoice
+from lightning_mixup.data import DigitsDataModule
+from lightning_mixup.models.nets import SmallCNN
+
+
+class SaveTargets(pl.Callback):
+    def __init__(self) -> None:
+        self.targets: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self.targets.append(batch[1].clone())
+
+
+def record_lam(mixer: MixingCallback, lams: list[torch.Tensor]) -> None:
+    """Wrap the mixer's ``mix`` so that every λ it returns is kept."""
+    mix = mixer.mix
+
+    def recording(*args):
+        out = mix(*args)
+        lams.append(torch.full((32,), -1.0) if out is None else out.lam.expand(32).clone())
+        return out
+
+    mixer.mix = recording
+
+
+def main(out: Path) -> None:
+    mixers = {
+        "mixup": MixUp(per_sample=True),
+        "cutmix": CutMix(per_sample=True),
+        "fmix": FMix(),
+        "random_choice": RandomChoice([MixUp(), CutMix(), FMix()]),
+    }
+    for name, mixer in mixers.items():
+        pl.seed_everything(0)
+        saver, lams = SaveTargets(), []
+        record_lam(mixer, lams)
+        trainer = pl.Trainer(
+            accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=3, limit_val_batches=2,
+            callbacks=[mixer, saver], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
+        trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
+        result = {"targets": torch.stack(saver.targets), "lam": torch.stack(lams)}
+        torch.save(result, out / f"{name}-rank{trainer.global_rank}.pt")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
