@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import MutableMapping, MutableSequence
@@ -15,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_mixup.functional import MixedBatch
-from lightning_mixup.functional.sampling import PARTNERS
+from lightning_mixup.functional.sampling import PARTNERS, check_alpha
 from lightning_mixup.functional.targets import check_num_classes
 
 _GOLDEN = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, rank) pairs apart
@@ -264,8 +263,7 @@ class Mixer(MixingCallback):
         seed: int | None = None,
     ) -> None:
         super().__init__(p, start_epoch, stop_epoch, input_key, target_key, num_classes, seed)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (alpha > 0 and math.isfinite(alpha)):
-            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+        check_alpha(alpha)
         if not isinstance(per_sample, bool):
             raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
         if partner not in PARTNERS:

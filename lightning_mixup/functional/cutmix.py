@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from lightning_mixup.functional.mixup import MixedBatch
-from lightning_mixup.functional.sampling import partner_index, sample_lam
+from lightning_mixup.functional.sampling import check_alpha, partner_index, sample_lam
 from lightning_mixup.functional.targets import mix_targets, to_probs
 from lightning_mixup.functional.validation import check_input, check_same_batch
 
@@ -94,6 +94,7 @@ def cutmix_batch(
         >>> out.lam.shape
         torch.Size([8])
     """
+    check_alpha(alpha)
     check_input(x, ndim=4, method="CutMix")
     probs = to_probs(target, num_classes)
     check_same_batch(x, probs)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from lightning_mixup.functional.mixup import MixedBatch
-from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
+from lightning_mixup.functional.sampling import check_alpha, partner_index, sample_beta, sample_lam
 from lightning_mixup.functional.targets import mix_targets, to_probs
 from lightning_mixup.functional.validation import check_input, check_same_batch
 
@@ -61,7 +61,8 @@ def binarise_masks(
     coin = torch.rand(n, generator=generator, device=generator.device if generator is not None else dev).to(dev)
     num = torch.where(coin > 0.5, torch.ceil(lam * pixels), torch.floor(lam * pixels)).long()
     eff_soft = torch.minimum(torch.full_like(lam, max_soft), torch.minimum(lam, 1.0 - lam))
-    soft = torch.floor(pixels * eff_soft + 1e-9).long() if max_soft > 0 else torch.zeros_like(num)
+    soft = torch.floor(pixels * eff_soft).long() if max_soft > 0 else torch.zeros_like(num)
+    soft = torch.minimum(soft, torch.minimum(num, pixels - num))  # the ramp stays inside the image
     low = (num - soft).view(n, 1)
     width_soft = (2 * soft).view(n, 1)
     rank = torch.arange(pixels, device=dev).view(1, pixels)
@@ -132,6 +133,7 @@ def fmix_batch(
         >>> out.input.shape, out.lam.shape
         (torch.Size([8, 3, 32, 32]), torch.Size([]))
     """
+    check_alpha(alpha)
     check_fmix_params(decay_power, max_soft)
     check_input(x, ndim=4, method="FMix")
     probs = to_probs(target, num_classes)

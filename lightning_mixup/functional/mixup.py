@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_lam
+from lightning_mixup.functional.sampling import check_alpha, expand_lam, partner_index, sample_lam
 from lightning_mixup.functional.targets import mix_targets, to_probs
 from lightning_mixup.functional.validation import check_input, check_same_batch
 
@@ -56,6 +56,7 @@ def mixup_batch(
         >>> out.input.shape, out.target.shape, out.lam.shape
         (torch.Size([8, 3, 4, 4]), torch.Size([8, 2]), torch.Size([]))
     """
+    check_alpha(alpha)
     check_input(x, method="mixup")
     probs = to_probs(target, num_classes)
     check_same_batch(x, probs)

@@ -49,6 +49,13 @@ def _log_gamma_variates(shape: float, n: int, generator: torch.Generator | None,
     return out
 
 
+def check_alpha(alpha: object) -> float:
+    """Return ``alpha`` if it is a finite number > 0, else raise with the bad value."""
+    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    return alpha
+
+
 def sample_beta(
     a: float,
     b: float,
@@ -92,8 +99,7 @@ def sample_lam(
         >>> sample_lam(1.0, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([])
     """
-    if not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    check_alpha(alpha)
     return sample_beta(alpha, alpha, size, generator=generator, device=device)
 
 

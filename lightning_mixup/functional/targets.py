@@ -23,8 +23,9 @@ def check_num_classes(num_classes: object) -> int:
 def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Class indices ``[B]`` or probabilities ``[B, C]`` → validated probabilities ``[B, C]`` of ``dtype``.
 
-    Raises on a label outside ``[0, num_classes)``, a width other than ``num_classes``, negative
-    probabilities or rows that do not sum to 1 (tolerance 1e-3).
+    Raises on a label outside ``[0, num_classes)``, a width other than ``num_classes``, negative or NaN
+    probabilities or rows that do not sum to 1 (tolerance 1e-3, or the machine epsilon of ``target``'s dtype
+    if larger: 2⁻⁷ for bfloat16).
 
     Example:
         >>> to_probs(torch.tensor([0, 2]), 3)
@@ -54,13 +55,16 @@ def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float3
     if target.shape[1] != num_classes:
         raise ValueError(f"probability targets have {target.shape[1]} columns but num_classes={num_classes}")
     probs = target.to(dtype)
-    sums = probs.sum(dim=1, dtype=torch.float32)
-    bad = ((sums - 1).abs() > SUM_TOLERANCE) | (probs < 0).any(dim=1)
+    sums = target.sum(dim=1, dtype=torch.float32)
+    # bfloat16 rounds each entry by up to eps/2 relative, so a valid row may sum to 1 ± eps/2
+    tolerance = max(SUM_TOLERANCE, torch.finfo(target.dtype).eps)
+    # written as "not (ok)" so that NaN entries count as bad rather than slipping through
+    bad = ~((sums - 1).abs() <= tolerance) | ~(target >= 0).all(dim=1)
     if bool(bad.any()):
         row = int(bad.nonzero()[0])
         raise ValueError(
             f"probability targets must be non-negative and sum to 1 per row; row {row} sums to "
-            f"{float(sums[row]):.6g} (min {float(probs[row].min()):.6g})"
+            f"{float(sums[row]):.6g} (min {float(target[row].min()):.6g})"
         )
     return probs
 

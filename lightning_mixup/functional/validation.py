@@ -6,7 +6,7 @@ from torch import Tensor
 
 
 def check_input(x: object, ndim: int | None = None, method: str = "mixing") -> Tensor:
-    """Return ``x`` if it is a floating-point tensor of at least 2 samples (and ``ndim`` dims if given)."""
+    """Return ``x`` if it is a floating-point tensor of at least 1 sample (and ``ndim`` dims if given)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{method} expects the input to be a tensor, got {type(x).__name__}")
     if not x.is_floating_point():

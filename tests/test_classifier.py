@@ -1,0 +1,93 @@
+"""The generic Classifier: losses on hard and soft targets, metrics, optimizers from factories."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import make_loader, make_trainer
+from lightning_mixup import Classifier, MixUp
+
+
+def _model(**kwargs: Any) -> Classifier:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    return Classifier(net, num_classes=4, **kwargs)
+
+
+def test_forward_returns_the_nets_logits() -> None:
+    model = _model()
+    x = torch.randn(5, 3, 8, 8)
+    assert torch.equal(model(x), model.net(x))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_ce_loss_is_the_same_for_labels_and_their_one_hot_rows(smoothing: float) -> None:
+    model = _model(label_smoothing=smoothing)
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    expected = F.cross_entropy(logits, y, label_smoothing=smoothing)
+    torch.testing.assert_close(model.loss(logits, y), expected)
+    torch.testing.assert_close(model.loss(logits, F.one_hot(y, 4).float()), expected)
+
+
+def test_ce_loss_on_mixed_targets_is_the_mixed_loss() -> None:
+    model = _model()
+    logits, lam = torch.randn(6, 4), 0.3
+    a, b = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([1, 1, 3, 0, 2, 2])
+    target = lam * F.one_hot(a, 4).float() + (1 - lam) * F.one_hot(b, 4).float()
+    expected = lam * F.cross_entropy(logits, a) + (1 - lam) * F.cross_entropy(logits, b)
+    torch.testing.assert_close(model.loss(logits, target), expected)
+
+
+def test_bce_loss_with_smoothing() -> None:
+    model = _model(loss="bce", label_smoothing=0.2)
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    target = F.one_hot(y, 4).float() * 0.8 + 0.05
+    expected = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
+    torch.testing.assert_close(model.loss(logits, y), expected)
+
+
+def test_bf16_logits_are_handled_in_float32() -> None:
+    model = _model()
+    logits = torch.randn(6, 4).bfloat16()
+    assert model.loss(logits, torch.softmax(torch.randn(6, 4), 1)).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"loss": "focal"}, "loss must be one of .*got 'focal'"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\), got 1.0"),
+        ({"num_classes": 1}, "num_classes must be an int >= 2, got 1"),
+        ({"net": "resnet"}, "net must be an nn.Module, got str"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"net": nn.Linear(2, 2), "num_classes": 2, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=message):
+        Classifier(**args)
+
+
+def test_fit_validate_test_log_accuracy_and_ece() -> None:
+    model = _model(
+        optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5),
+    )
+    loader = make_loader()
+    trainer = make_trainer([MixUp()], max_epochs=2)
+    trainer.fit(model, loader, loader)
+    assert {"train/loss", "val/acc", "val/ece", "val/loss"} <= set(trainer.callback_metrics)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
+    (result,) = trainer.test(model, loader, verbose=False)
+    assert 0 <= result["test/acc"] <= 1 and 0 <= result["test/ece"] <= 1
+    preds = torch.cat(trainer.predict(model, loader))
+    torch.testing.assert_close(preds.sum(1), torch.ones(len(preds)))
+
+
+def test_default_optimizer_is_adamw() -> None:
+    model = _model()
+    assert isinstance(model.configure_optimizers(), torch.optim.AdamW)

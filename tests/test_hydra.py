@@ -1,0 +1,138 @@
+"""Hydra: every config composes and runs, multirun sweeps, the console script, configs found from a wheel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, open_dict
+
+from lightning_mixup.train import config_dir, train
+
+REPO = Path(__file__).resolve().parent.parent
+MIXES = sorted(p.stem for p in Path(config_dir(), "mix").glob("*.yaml"))
+
+
+def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", "trainer.fast_dev_run=true", *overrides])
+    return cfg
+
+
+def test_the_mix_group_has_every_method() -> None:
+    assert MIXES == ["cutmix", "fmix", "mixup", "none", "random_choice"]
+
+
+@pytest.mark.parametrize("mix", MIXES)
+def test_every_mix_config_composes_and_runs_fast_dev_run(mix: str, tmp_path: Path) -> None:
+    metrics = train(_compose(tmp_path, f"mix={mix}"))
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and 0.0 <= metrics["test/ece"] <= 1.0
+    assert ("mix/applied" in metrics) == (mix != "none")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("data=moons", "net=mlp"),
+        ("data=spirals", "net=mlp", "mix.alpha=0.2", "mix.per_sample=true"),
+        ("net=preact_resnet18", "net.width=8", "data.batch_size=8"),
+        ("mix=fmix", "mix.max_soft=0.1", "mix.reformulate=true", "model.loss=bce", "model.label_smoothing=0.1"),
+        ("mix=cutmix", "trainer=cpu", "logger=tensorboard"),
+        ("mix=random_choice", "callbacks=none", "logger=none"),
+    ],
+)
+def test_other_groups_compose_and_run(overrides: tuple[str, ...], tmp_path: Path) -> None:
+    if "logger=tensorboard" in overrides:
+        pytest.importorskip("tensorboard")
+    metrics = train(_compose(tmp_path, *overrides))
+    assert "test/acc" in metrics
+
+
+@pytest.mark.parametrize("trainer", ["gpu", "ddp"])
+def test_gpu_and_ddp_trainer_configs_compose(trainer: str, tmp_path: Path) -> None:
+    cfg = _compose(tmp_path, f"trainer={trainer}")
+    assert cfg.trainer.accelerator == "gpu"
+    assert cfg.trainer.get("strategy") == ("ddp" if trainer == "ddp" else None)
+
+
+def test_a_short_training_learns_and_checkpoints(tmp_path: Path) -> None:
+    cfg = _compose(tmp_path, "trainer.fast_dev_run=false", "trainer.max_epochs=3", "mix=mixup")
+    metrics = train(cfg)
+    assert metrics["test/acc"] > 0.5  # 10 classes: chance is 0.1
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    with open_dict(cfg):
+        cfg.ckpt_path = str(tmp_path / "checkpoints" / "last.ckpt")
+        cfg.trainer.max_epochs = 4
+    assert "test/acc" in train(cfg)
+
+
+def test_unknown_method_name_lists_the_options(tmp_path: Path) -> None:
+    with pytest.raises(ConfigCompositionException, match="(?s)mix/puzzlemx.*Available options.*cutmix"):
+        _compose(tmp_path, "mix=puzzlemx")
+
+
+def test_bad_value_from_the_command_line_is_quoted(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="alpha must be a finite number > 0, got -1.0"):
+        train(_compose(tmp_path, "mix.alpha=-1.0"))
+
+
+def _run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_multirun_sweeps_methods(tmp_path: Path) -> None:
+    _run(
+        [sys.executable, "-m", "lightning_mixup.train", "-m", "mix=none,cutmix", "trainer.fast_dev_run=true",
+         f"hydra.sweep.dir={tmp_path}"],
+        cwd=tmp_path,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+    assert "_target_: lightning_mixup.CutMix" in (tmp_path / "1" / ".hydra" / "config.yaml").read_text()
+    assert "lightning_mixup" not in (tmp_path / "0" / ".hydra" / "config.yaml").read_text().split("mix:")[1].split("\n")[0]
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    script = shutil.which("lightning-mixup-train", path=str(Path(sys.executable).parent))
+    assert script, "the console script is installed with the package"
+    proc = _run([script, "mix=fmix", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert "test accuracy" in proc.stdout + proc.stderr
+
+
+def test_configs_are_found_from_a_wheel_run_in_another_directory(tmp_path: Path) -> None:
+    pytest.importorskip("build")
+    dist = tmp_path / "dist"
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if proc.returncode != 0 and "hatchling" in proc.stdout + proc.stderr:
+        pytest.skip("the build backend could not be installed (offline?)")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    wheel = next(dist.glob("lightning_mixup-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lightning_mixup/conf/train.yaml" in names and "lightning_mixup/conf/mix/cutmix.yaml" in names
+    assert "lightning_mixup/data/digits.pt" in names
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = _run(
+        [sys.executable, "-m", "lightning_mixup.train", "mix=cutmix", "trainer.fast_dev_run=true"],
+        cwd=elsewhere, PYTHONPATH=str(site),
+    )
+    assert str(site / "lightning_mixup" / "conf") in subprocess.run(
+        [sys.executable, "-c", "from lightning_mixup.train import config_dir; print(config_dir())"],
+        cwd=elsewhere, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
+    ).stdout
+    assert "test accuracy" in proc.stdout + proc.stderr
