@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_mixup.callbacks.base import Key, Mixer
+from lightning_mixup.callbacks.base import Mixer
 from lightning_mixup.functional import MixedBatch, fmix_batch
 from lightning_mixup.functional.fmix import check_fmix_params
 
@@ -19,7 +19,7 @@ class FMix(Mixer):
         decay_power: exponent of the noise spectrum's ``1/f`` decay; larger gives blobbier masks (paper: 3).
         max_soft: width of a soft edge around the threshold, as a fraction of the pixels (0: binary).
         reformulate: draw λ ~ Beta(α+1, α), the paper's reformulation.
-        The other arguments are those of :class:`Mixer`; needs ``[B, C, H, W]``.
+        **kwargs: ``p``, ``per_sample``, ``partner``, ... as for :class:`Mixer`. Needs ``[B, C, H, W]``.
 
     Example:
         >>> from lightning import Trainer
@@ -32,17 +32,9 @@ class FMix(Mixer):
         decay_power: float = 3.0,
         max_soft: float = 0.0,
         reformulate: bool = False,
-        p: float = 1.0,
-        per_sample: bool = False,
-        partner: str = "perm",
-        start_epoch: int = 0,
-        stop_epoch: int | None = None,
-        input_key: Key = 0,
-        target_key: Key = 1,
-        num_classes: int | None = None,
-        seed: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(alpha, p, per_sample, partner, start_epoch, stop_epoch, input_key, target_key, num_classes, seed)
+        super().__init__(alpha, **kwargs)
         check_fmix_params(decay_power, max_soft)
         if not isinstance(reformulate, bool):
             raise TypeError(f"reformulate must be a bool, got {reformulate!r}")

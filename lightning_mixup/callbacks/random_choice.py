@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_mixup.callbacks.base import Key, MixingCallback
+from lightning_mixup.callbacks.base import MixingCallback
 from lightning_mixup.functional import MixedBatch
 
 
@@ -24,7 +24,8 @@ class RandomChoice(MixingCallback):
     Args:
         mixers: the mixing callbacks to choose from (at least one).
         weights: non-negative weights, one per mixer, normalised to sum to 1 (None: uniform).
-        The other arguments are those of :class:`MixingCallback`.
+        **kwargs: ``p``, ``start_epoch``, ``stop_epoch``, keys, ``num_classes``, ``seed`` as for
+            :class:`MixingCallback`.
 
     Example:
         >>> from lightning_mixup import CutMix, MixUp
@@ -32,18 +33,9 @@ class RandomChoice(MixingCallback):
     """
 
     def __init__(
-        self,
-        mixers: Sequence[MixingCallback],
-        weights: Sequence[float] | None = None,
-        p: float = 1.0,
-        start_epoch: int = 0,
-        stop_epoch: int | None = None,
-        input_key: Key = 0,
-        target_key: Key = 1,
-        num_classes: int | None = None,
-        seed: int | None = None,
+        self, mixers: Sequence[MixingCallback], weights: Sequence[float] | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(p, start_epoch, stop_epoch, input_key, target_key, num_classes, seed)
+        super().__init__(**kwargs)
         mixers = list(mixers)
         if not mixers:
             raise ValueError("RandomChoice needs at least one mixer, got an empty list")

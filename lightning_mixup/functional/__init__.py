@@ -2,7 +2,8 @@
 
 from lightning_mixup.functional.cutmix import box_mask, cutmix, cutmix_batch, sample_boxes
 from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fourier_noise, sample_masks
-from lightning_mixup.functional.mixup import MixedBatch, mixup, mixup_batch
+from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.mixup import mixup, mixup_batch
 from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
 from lightning_mixup.functional.targets import mix_targets, to_probs
 
@@ -19,6 +20,7 @@ __all__ = [
     "mix_targets",
     "mixup",
     "mixup_batch",
+    "pair_up",
     "partner_index",
     "sample_beta",
     "sample_boxes",

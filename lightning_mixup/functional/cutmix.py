@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.mixup import MixedBatch
-from lightning_mixup.functional.sampling import check_alpha, partner_index, sample_lam
-from lightning_mixup.functional.targets import mix_targets, to_probs
-from lightning_mixup.functional.validation import check_input, check_same_batch
+from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.sampling import sample_lam
+from lightning_mixup.functional.targets import mix_targets
+from lightning_mixup.functional.validation import check_input
 
 
 def sample_boxes(
@@ -94,12 +94,8 @@ def cutmix_batch(
         >>> out.lam.shape
         torch.Size([8])
     """
-    check_alpha(alpha)
-    check_input(x, ndim=4, method="CutMix")
-    probs = to_probs(target, num_classes)
-    check_same_batch(x, probs)
+    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="CutMix")
     batch, _, height, width = x.shape
-    index = partner_index(batch, partner, generator=generator, device=x.device).to(x.device)
     lam = sample_lam(alpha, batch if per_sample else None, generator=generator, device=x.device)
     boxes, lam = sample_boxes(lam, height, width, generator=generator)
     lam = lam.to(x.device)

@@ -12,10 +12,10 @@ import math
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.mixup import MixedBatch
-from lightning_mixup.functional.sampling import check_alpha, partner_index, sample_beta, sample_lam
-from lightning_mixup.functional.targets import mix_targets, to_probs
-from lightning_mixup.functional.validation import check_input, check_same_batch
+from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.sampling import sample_beta, sample_lam
+from lightning_mixup.functional.targets import mix_targets
+from lightning_mixup.functional.validation import check_input
 
 
 def fourier_noise(
@@ -133,13 +133,9 @@ def fmix_batch(
         >>> out.input.shape, out.lam.shape
         (torch.Size([8, 3, 32, 32]), torch.Size([]))
     """
-    check_alpha(alpha)
     check_fmix_params(decay_power, max_soft)
-    check_input(x, ndim=4, method="FMix")
-    probs = to_probs(target, num_classes)
-    check_same_batch(x, probs)
+    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="FMix")
     batch, _, height, width = x.shape
-    index = partner_index(batch, partner, generator=generator, device=x.device).to(x.device)
     size = batch if per_sample else None
     if reformulate:
         lam = sample_beta(alpha + 1.0, alpha, size, generator=generator, device=x.device)

@@ -5,23 +5,12 @@ Zhang, Cisse, Dauphin, Lopez-Paz. "mixup: Beyond Empirical Risk Minimization", I
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.sampling import check_alpha, expand_lam, partner_index, sample_lam
-from lightning_mixup.functional.targets import mix_targets, to_probs
-from lightning_mixup.functional.validation import check_input, check_same_batch
-
-
-class MixedBatch(NamedTuple):
-    """What a batch mixer returns: the mixed input, probability targets ``[B, C]``, and λ (``[]`` or ``[B]``)
-    — the fraction of each sample that comes from the sample itself rather than from its partner."""
-
-    input: Tensor
-    target: Tensor
-    lam: Tensor
+from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.sampling import expand_lam, sample_lam
+from lightning_mixup.functional.targets import mix_targets
 
 
 def mixup(x: Tensor, index: Tensor, lam: Tensor | float) -> Tensor:
@@ -56,11 +45,6 @@ def mixup_batch(
         >>> out.input.shape, out.target.shape, out.lam.shape
         (torch.Size([8, 3, 4, 4]), torch.Size([8, 2]), torch.Size([]))
     """
-    check_alpha(alpha)
-    check_input(x, method="mixup")
-    probs = to_probs(target, num_classes)
-    check_same_batch(x, probs)
-    batch = x.shape[0]
-    index = partner_index(batch, partner, generator=generator, device=x.device).to(x.device)
-    lam = sample_lam(alpha, batch if per_sample else None, generator=generator, device=x.device).to(x.device)
+    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, method="mixup")
+    lam = sample_lam(alpha, x.shape[0] if per_sample else None, generator=generator, device=x.device).to(x.device)
     return MixedBatch(mixup(x, index, lam), mix_targets(probs, index, lam), lam)

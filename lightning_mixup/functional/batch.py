@@ -1,0 +1,44 @@
+"""What every batch mixer starts from and returns: checked inputs, probability targets, a partner index."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from lightning_mixup.functional.sampling import check_alpha, partner_index
+from lightning_mixup.functional.targets import to_probs
+from lightning_mixup.functional.validation import check_input, check_same_batch
+
+
+class MixedBatch(NamedTuple):
+    """What a batch mixer returns: the mixed input, probability targets ``[B, C]``, and λ (``[]`` or ``[B]``)
+    — the fraction of each sample that comes from the sample itself rather than from its partner."""
+
+    input: Tensor
+    target: Tensor
+    lam: Tensor
+
+
+def pair_up(
+    x: Tensor,
+    target: Tensor,
+    num_classes: int,
+    alpha: float,
+    partner: str,
+    generator: torch.Generator | None,
+    *,
+    ndim: int | None = None,
+    method: str = "mixing",
+) -> tuple[Tensor, Tensor]:
+    """Check ``alpha``, the input and the targets, then draw the partner index.
+
+    Returns ``(probs, index)``: the targets as probabilities ``[B, C]`` and the partner index on ``x``'s device.
+    """
+    check_alpha(alpha)
+    check_input(x, ndim=ndim, method=method)
+    probs = to_probs(target, num_classes)
+    check_same_batch(x, probs)
+    index = partner_index(x.shape[0], partner, generator=generator, device=x.device).to(x.device)
+    return probs, index
