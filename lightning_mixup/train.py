@@ -51,8 +51,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if cfg.get("test"):
+        which = cfg.get("test_ckpt", "best")
+        if which not in ("best", "last"):
+            raise ValueError(f"test_ckpt must be 'best' or 'last', got {which!r}")
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        ckpt = best if which == "best" and best else None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
     if "test/acc" in metrics:
         rank_zero_info(f"test accuracy {metrics['test/acc']:.4f}  test ECE {metrics.get('test/ece', float('nan')):.4f}")

@@ -37,9 +37,10 @@ class UserModule(pl.LightningModule):
         self.seen[stage].append([t.detach().clone() for t in batch])
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        self._record("train", batch)
         x, y = batch
-        return F.cross_entropy(self(x), y)
+        logits = self(x)
+        self._record("train", batch)  # after the forward: what the loss sees (PatchUp fills targets in it)
+        return F.cross_entropy(logits, y)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._record("val", batch)

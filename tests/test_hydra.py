@@ -65,7 +65,7 @@ def test_gpu_and_ddp_trainer_configs_compose(trainer: str, tmp_path: Path) -> No
 
 
 def test_a_short_training_learns_and_checkpoints(tmp_path: Path) -> None:
-    cfg = _compose(tmp_path, "trainer.fast_dev_run=false", "trainer.max_epochs=3", "mix=mixup")
+    cfg = _compose(tmp_path, "trainer.fast_dev_run=false", "trainer.max_epochs=3", "mix=mixup", "test_ckpt=last")
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.5  # 10 classes: chance is 0.1
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
@@ -73,6 +73,11 @@ def test_a_short_training_learns_and_checkpoints(tmp_path: Path) -> None:
         cfg.ckpt_path = str(tmp_path / "checkpoints" / "last.ckpt")
         cfg.trainer.max_epochs = 4
     assert "test/acc" in train(cfg)
+
+
+def test_bad_test_ckpt_is_quoted(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="test_ckpt must be 'best' or 'last', got 'final'"):
+        train(_compose(tmp_path, "test_ckpt=final"))
 
 
 def test_unknown_method_name_lists_the_options(tmp_path: Path) -> None:
