@@ -58,13 +58,23 @@ class UserModule(pl.LightningModule):
 
 
 class Recorder(Callback):
-    """Keeps a copy of every training batch as it stands when this callback's hook runs."""
+    """Keeps a copy of every training batch as it stands when this callback's hook runs: at batch start
+    (after the callbacks before it), or at batch end (``at_end``: after the forward, where PatchUp fills
+    its targets in)."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_end: bool = False) -> None:
+        self.at_end = at_end
         self.batches: list[list[torch.Tensor]] = []
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        self.batches.append([t.detach().clone() for t in batch])
+        if not self.at_end:
+            self.batches.append([t.detach().clone() for t in batch])
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.at_end:
+            self.batches.append([t.detach().clone() for t in batch])
 
 
 def make_loader(n: int = 32, batch_size: int = 8, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -> DataLoader:

@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from lightning_mixup import Classifier, CutMix, FMix, MixingCallback, MixUp, RandomChoice
+from lightning_mixup import Classifier, CutMix, FMix, ManifoldMixup, MixingCallback, MixUp, PatchUp, RandomChoice
 from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.models.nets import SmallCNN
 
@@ -21,8 +21,8 @@ class SaveTargets(pl.Callback):
     def __init__(self) -> None:
         self.targets: list[torch.Tensor] = []
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        self.targets.append(batch[1].clone())
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self.targets.append(batch[1].clone())  # after the forward, where PatchUp fills its targets in
 
 
 def record_lam(mixer: MixingCallback, lams: list[torch.Tensor]) -> None:
@@ -43,6 +43,8 @@ def main(out: Path) -> None:
         "cutmix": CutMix(per_sample=True),
         "fmix": FMix(),
         "random_choice": RandomChoice([MixUp(), CutMix(), FMix()]),
+        "manifold_mixup": ManifoldMixup(layers=["net.layer1", "net.layer2"], per_sample=True),
+        "patchup": PatchUp(layers=["net.layer1"], block_size=3, p=1.0),
     }
     for name, mixer in mixers.items():
         pl.seed_everything(0)

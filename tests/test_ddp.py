@@ -1,4 +1,4 @@
-"""Every mixer completes a short DDP fit with 2 CPU processes (gloo), and the ranks draw differently."""
+"""Every mixer (input and hidden-state) completes a short DDP fit with 2 CPU processes (gloo), and the ranks draw differently."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
-NAMES = ("mixup", "cutmix", "fmix", "random_choice")
+NAMES = ("mixup", "cutmix", "fmix", "random_choice", "manifold_mixup", "patchup")
 
 
 def test_every_mixer_fits_under_ddp_and_ranks_differ(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
 
 
 def test_the_mix_group_has_every_method() -> None:
-    assert MIXES == ["cutmix", "fmix", "mixup", "none", "random_choice"]
+    assert MIXES == ["cutmix", "fmix", "manifold_mixup", "mixup", "none", "patchup", "random_choice"]
 
 
 @pytest.mark.parametrize("mix", MIXES)
@@ -48,6 +48,10 @@ def test_every_mix_config_composes_and_runs_fast_dev_run(mix: str, tmp_path: Pat
         ("mix=fmix", "mix.max_soft=0.1", "mix.reformulate=true", "model.loss=bce", "model.label_smoothing=0.1"),
         ("mix=cutmix", "trainer=cpu", "logger=tensorboard"),
         ("mix=random_choice", "callbacks=none", "logger=none"),
+        ("mix=manifold_mixup", "net=preact_resnet18", "net.width=8", "data.batch_size=8", "data.image_size=16"),
+        ("mix=manifold_mixup", "data=moons", "net=mlp", "mix.per_sample=true"),
+        ("mix=patchup", "mix.mode=hard", "mix.block_size=3", "mix.shared_mask=true"),
+        ("mix=patchup", "net=preact_resnet18", "net.width=8", "data.batch_size=8", "data.image_size=16", "mix.block_size=5"),
     ],
 )
 def test_other_groups_compose_and_run(overrides: tuple[str, ...], tmp_path: Path) -> None:
@@ -78,6 +82,11 @@ def test_a_short_training_learns_and_checkpoints(tmp_path: Path) -> None:
 def test_bad_test_ckpt_is_quoted(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="test_ckpt must be 'best' or 'last', got 'final'"):
         train(_compose(tmp_path, "test_ckpt=final"))
+
+
+def test_patchup_on_a_net_without_feature_maps_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="layers is empty"):
+        train(_compose(tmp_path, "mix=patchup", "data=moons", "net=mlp"))
 
 
 def test_unknown_method_name_lists_the_options(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import Recorder, make_trainer
-from lightning_mixup import Classifier, CutMix, FMix, MixUp, RandomChoice
+from lightning_mixup import Classifier, CutMix, FMix, ManifoldMixup, MixUp, PatchUp, RandomChoice
 from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.models.nets import SmallCNN
 
@@ -26,7 +26,7 @@ def _model() -> Classifier:
 
 
 def _run(mixer: pl.Callback, root: Path, ckpt_path: str | None = None, checkpoint: bool = False) -> tuple[Any, list[Any]]:
-    recorder = Recorder()
+    recorder = Recorder(at_end=True)
     callbacks: list[pl.Callback] = [mixer, recorder]
     if checkpoint:
         callbacks.append(ModelCheckpoint(dirpath=root, every_n_train_steps=CHECKPOINT_STEP, save_top_k=-1))
@@ -43,6 +43,8 @@ MIXERS = {
     "mixup_per_sample_p": lambda: MixUp(alpha=0.4, per_sample=True, p=0.7, seed=11),
     "fmix": lambda: FMix(alpha=1.0, seed=11),
     "random_choice": lambda: RandomChoice([MixUp(alpha=0.8), CutMix(per_sample=True)], weights=[0.3, 0.7], p=0.8, seed=11),
+    "manifold_mixup": lambda: ManifoldMixup(layers=["net.layer1", "net.layer2"], per_sample=True, seed=11),
+    "patchup_hard": lambda: PatchUp(layers=["net.layer1"], mode="hard", block_size=3, seed=11),
 }
 
 

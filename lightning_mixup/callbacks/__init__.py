@@ -3,7 +3,20 @@
 from lightning_mixup.callbacks.base import Mixer, MixingCallback
 from lightning_mixup.callbacks.cutmix import CutMix
 from lightning_mixup.callbacks.fmix import FMix
+from lightning_mixup.callbacks.hidden import HiddenStateMixer
+from lightning_mixup.callbacks.manifold_mixup import ManifoldMixup
 from lightning_mixup.callbacks.mixup import MixUp
+from lightning_mixup.callbacks.patchup import PatchUp
 from lightning_mixup.callbacks.random_choice import RandomChoice
 
-__all__ = ["CutMix", "FMix", "MixUp", "Mixer", "MixingCallback", "RandomChoice"]
+__all__ = [
+    "CutMix",
+    "FMix",
+    "HiddenStateMixer",
+    "ManifoldMixup",
+    "MixUp",
+    "Mixer",
+    "MixingCallback",
+    "PatchUp",
+    "RandomChoice",
+]

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
@@ -52,6 +53,29 @@ class RandomChoice(MixingCallback):
         self.mixers = mixers
         self.weights = [w / sum(weights) for w in weights]
         self._epoch = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        for mixer in self.mixers:  # hidden-state mixers register their hooks here
+            mixer.setup(trainer, pl_module, stage)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        for mixer in self.mixers:
+            mixer.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for mixer in self.mixers:
+            mixer.on_validation_start(trainer, pl_module)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for mixer in self.mixers:
+            mixer.teardown(trainer, pl_module, stage)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        for mixer in self.mixers:
+            mixer.on_exception(trainer, pl_module, exception)
 
     def _hparams(self) -> dict[str, Any]:
         return {"mixers": [type(m).__name__ for m in self.mixers], "weights": self.weights, "p": self.p}

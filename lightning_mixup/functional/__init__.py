@@ -4,12 +4,14 @@ from lightning_mixup.functional.cutmix import box_mask, cutmix, cutmix_batch, sa
 from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fourier_noise, sample_masks
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.mixup import mixup, mixup_batch
+from lightning_mixup.functional.patchup import block_masks, patchup, patchup_targets, unchanged_fraction
 from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
 from lightning_mixup.functional.targets import mix_targets, to_probs
 
 __all__ = [
     "MixedBatch",
     "binarise_masks",
+    "block_masks",
     "box_mask",
     "cutmix",
     "cutmix_batch",
@@ -22,9 +24,12 @@ __all__ = [
     "mixup_batch",
     "pair_up",
     "partner_index",
+    "patchup",
+    "patchup_targets",
     "sample_beta",
     "sample_boxes",
     "sample_lam",
     "sample_masks",
     "to_probs",
+    "unchanged_fraction",
 ]

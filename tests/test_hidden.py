@@ -1,0 +1,300 @@
+"""Manifold Mixup and PatchUp through forward hooks on a user's own network."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import NUM_CLASSES, Recorder, UserModule, make_loader, make_trainer
+from lightning_mixup import ManifoldMixup, PatchUp, RandomChoice
+from lightning_mixup.callbacks import manifold_mixup as manifold_module
+from lightning_mixup.callbacks import patchup as patchup_module
+from lightning_mixup.functional.patchup import unchanged_fraction
+
+
+class Custom(nn.Module):
+    """A user's own network with named stages (not an nn.Sequential)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = nn.Sequential(nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, NUM_CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.stem(x)))
+
+
+def sequential() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, NUM_CLASSES),
+    )
+
+
+def module_with(net: nn.Module) -> UserModule:
+    module = UserModule()
+    module.net = net
+    return module
+
+
+def _split(net: nn.Module, layer: str) -> tuple[Any, Any]:
+    """head and tail of the network at the named layer, by hand."""
+    if isinstance(net, nn.Sequential):
+        k = int(layer) + 1
+        return net[:k], net[k:]
+    if layer == "stem":
+        return net.stem, lambda h: net.head(net.block(h))
+    return (lambda x: net.block(net.stem(x))), net.head
+
+
+class Spy:
+    """Wraps a functional op to keep the arguments of its last call."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.calls = fn, []
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls.append(args)
+        return self.fn(*args)
+
+
+def _setup(cb: Any, module: UserModule) -> torch.Generator:
+    cb.setup(SimpleNamespace(global_rank=0), module, "fit")
+    return torch.Generator().manual_seed(0)
+
+
+CASES = [(sequential, "0"), (sequential, "2"), (Custom, "stem"), (Custom, "block")]
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize(("make_net", "layer"), CASES)
+def test_manifold_mixup_equals_tail_of_mixed_head(make_net: Any, layer: str, per_sample: bool, monkeypatch: Any) -> None:
+    torch.manual_seed(0)
+    net = make_net()
+    module = module_with(net)
+    cb = ManifoldMixup(layers=[f"net.{layer}"], include_input=False, per_sample=per_sample, num_classes=NUM_CLASSES)
+    spy = Spy(manifold_module.mixup)
+    monkeypatch.setattr(manifold_module, "mixup", spy)
+    g = _setup(cb, module)
+    x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
+    mixed = cb.mix(x, y, NUM_CLASSES, g)
+    out = module(x)
+    (_, index, lam), = spy.calls
+    head, tail = _split(net, layer)
+    h = head(x)
+    lam_b = lam.view(-1, 1, 1, 1) if lam.ndim else lam
+    torch.testing.assert_close(out, tail(lam_b * h + (1 - lam_b) * h[index]))
+    one_hot = F.one_hot(y, NUM_CLASSES).float()
+    lam_y = lam.view(-1, 1) if lam.ndim else lam
+    torch.testing.assert_close(mixed.target, lam_y * one_hot + (1 - lam_y) * one_hot[index])
+    torch.testing.assert_close(module(x), net(x))  # disarmed after one forward
+    cb.teardown(None, module, "fit")
+
+
+@pytest.mark.parametrize("shared_mask", [False, True])
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+@pytest.mark.parametrize(("make_net", "layer"), CASES)
+def test_patchup_equals_tail_of_patched_head(make_net: Any, layer: str, mode: str, shared_mask: bool, monkeypatch: Any) -> None:
+    torch.manual_seed(0)
+    net = make_net()
+    module = module_with(net)
+    cb = PatchUp(layers=[f"net.{layer}"], mode=mode, block_size=3, gamma=0.5, include_input=False,
+                 shared_mask=shared_mask, num_classes=NUM_CLASSES)
+    spy = Spy(patchup_module.patchup)
+    monkeypatch.setattr(patchup_module, "patchup", spy)
+    g = _setup(cb, module)
+    x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
+    mixed = cb.mix(x, y, NUM_CLASSES, g)
+    assert torch.isnan(mixed.target).all()  # filled in by the forward
+    out = module(x)
+    (_, index, lam, holes, _mode), = spy.calls
+    assert holes.shape == ((1,) if shared_mask else (6,)) + (8, 8, 8)
+    assert set(holes.unique().tolist()) <= {0.0, 1.0}
+    head, tail = _split(net, layer)
+    h = head(x)
+    partner = h[index] if mode == "hard" else lam * h + (1 - lam) * h[index]
+    torch.testing.assert_close(out, tail((1 - holes) * h + holes * partner))
+    unchanged = 1 - holes.flatten(1).mean(1)
+    torch.testing.assert_close(unchanged_fraction(holes), unchanged)
+    one_hot = F.one_hot(y, NUM_CLASSES).float()
+    y_b = one_hot[index] if mode == "hard" else lam * one_hot + (1 - lam) * one_hot[index]
+    p_u = unchanged.view(-1, 1)
+    torch.testing.assert_close(mixed.target, p_u * one_hot + (1 - p_u) * y_b)
+    torch.testing.assert_close(mixed.target.sum(1), torch.ones(6))
+    cb.teardown(None, module, "fit")
+
+
+def _hook_count(module: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in module.modules())
+
+
+MIXERS = {
+    "manifold": lambda **kw: ManifoldMixup(layers=["net.0", "net.2"], **kw),
+    "patchup_soft": lambda **kw: PatchUp(layers=["net.0", "net.2"], block_size=3, **kw),
+    "patchup_hard": lambda **kw: PatchUp(layers=["net.0", "net.2"], mode="hard", block_size=3, **kw),
+    "random_choice": lambda **kw: RandomChoice(
+        [ManifoldMixup(layers=["net.0"], include_input=False), PatchUp(layers=["net.2"], block_size=3, p=1.0, include_input=False)], **kw
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_fires_once_per_training_step_never_in_evaluation_and_leaves_no_hook(name: str) -> None:
+    module = module_with(sequential())
+    loader = make_loader()
+    kwargs = {} if name == "random_choice" else {"include_input": False, "p": 1.0}
+    cb = MIXERS[name](**kwargs)
+    after = Recorder()
+    trainer = make_trainer([cb, after], max_epochs=2, num_sanity_val_steps=2)
+    trainer.fit(module, loader, loader)
+    fired = sum(c._fired for c in cb.mixers) if name == "random_choice" else cb._fired
+    assert fired == trainer.global_step == 2 * len(loader)
+    assert _hook_count(module) == 0
+    for _, y in module.seen["train"]:
+        assert y.shape == (8, NUM_CLASSES) and torch.isfinite(y).all()
+        torch.testing.assert_close(y.sum(1), torch.ones(8))
+    # evaluation: outputs are the plain network's
+    trainer.validate(module, loader, verbose=False)
+    trainer.test(module, loader, verbose=False)
+    preds = trainer.predict(module, loader)
+    assert fired == (sum(c._fired for c in cb.mixers) if name == "random_choice" else cb._fired)
+    torch.testing.assert_close(torch.cat(preds), module(torch.cat([x for x, _ in loader])))
+    assert _hook_count(module) == 0
+    for stage in ("val", "test", "predict"):
+        assert all(y.dtype == torch.int64 for _, y in module.seen[stage])
+
+
+def test_no_hook_remains_after_an_exception_in_training_step() -> None:
+    class Failing(UserModule):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if batch_idx == 1:
+                raise RuntimeError("boom")
+            return super().training_step(batch, batch_idx)
+
+    module = Failing()
+    module.net = sequential()
+    with pytest.raises(RuntimeError, match="boom"):
+        make_trainer([PatchUp(layers=["net.0"], block_size=3, p=1.0)]).fit(module, make_loader())
+    assert _hook_count(module) == 0
+
+
+def test_include_input_mixes_the_input_sometimes() -> None:
+    before, after = Recorder(), Recorder()
+    cb = ManifoldMixup(layers=["net.0"], include_input=True, seed=0)
+    module = module_with(sequential())
+    make_trainer([before, cb, after], max_epochs=5).fit(module, make_loader())
+    changed = sum(not torch.equal(a[0], b[0]) for a, b in zip(before.batches, after.batches))
+    assert 0 < changed < len(before.batches)
+    assert cb._fired + changed == len(before.batches)
+
+
+def test_patchup_input_is_cutmix() -> None:
+    before, after = Recorder(), Recorder()
+    cb = PatchUp(layers=["net.0"], block_size=3, include_input=True, p=1.0, seed=1)
+    make_trainer([before, cb, after], max_epochs=5).fit(module_with(sequential()), make_loader())
+    for (x, _), (mx, _) in zip(before.batches, after.batches):
+        if not torch.equal(x, mx):  # every pixel from one of the two images: a box pasted
+            assert ((mx[:, None] == x[None]).all(dim=2).any(dim=1)).all()
+
+
+def test_patchup_logs_the_unchanged_fraction() -> None:
+    trainer = make_trainer([PatchUp(layers=["net.2"], block_size=3, include_input=False, p=1.0, gamma=0.5)])
+    trainer.fit(module_with(sequential()), make_loader())
+    assert 0.0 < float(trainer.callback_metrics["mix/unchanged"]) < 1.0
+
+
+def test_bf16_autocast_and_channels_last() -> None:
+    class ChannelsLast(UserModule):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.contiguous(memory_format=torch.channels_last))
+
+    formats = []
+
+    def check(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+        formats.append((output.dtype, output.is_contiguous(memory_format=torch.channels_last)))
+
+    for make in (lambda: ManifoldMixup(layers=["net.0"], include_input=False),
+                 lambda: PatchUp(layers=["net.0"], block_size=3, include_input=False, p=1.0)):
+        module = ChannelsLast()
+        module.net = sequential().to(memory_format=torch.channels_last)
+        module.net[1].register_forward_hook(check)
+        trainer = make_trainer([make()], precision="bf16-mixed", max_epochs=1)
+        trainer.fit(module, make_loader())
+        assert all(torch.isfinite(p).all() for p in module.parameters())
+    assert formats and all(cl for _, cl in formats)
+    assert {dtype for dtype, _ in formats} == {torch.bfloat16}
+
+
+def test_layer_that_does_not_return_a_tensor() -> None:
+    class TupleOut(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pair = TupleOut()
+            self.rest = sequential()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rest(self.pair(x)[0])
+
+    with pytest.raises(TypeError, match="layer 'net.pair' returned tuple, not a tensor"):
+        make_trainer([ManifoldMixup(layers=["net.pair"], include_input=False)]).fit(module_with(Net()), make_loader())
+
+
+def test_layer_not_called_in_forward() -> None:
+    module = module_with(sequential())
+    module.unused = nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="layer 'unused' was not called during the training forward"):
+        make_trainer([ManifoldMixup(layers=["unused"], include_input=False)]).fit(module, make_loader())
+
+
+def test_unknown_layer_lists_the_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['net.layer9'\]; valid names are \['net', 'net.0'"):
+        make_trainer([ManifoldMixup(layers=["net.layer9"])]).fit(module_with(sequential()), make_loader())
+
+
+def test_block_larger_than_the_feature_map() -> None:
+    with pytest.raises(ValueError, match="block_size=9 is larger than the 8x8 feature map"):
+        make_trainer([PatchUp(layers=["net.0"], block_size=9, include_input=False, p=1.0)]).fit(
+            module_with(sequential()), make_loader()
+        )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ManifoldMixup(layers=[]), "layers is empty"),
+        (lambda: ManifoldMixup(layers="net.0"), "layers must be a list of module names, got 'net.0'"),
+        (lambda: ManifoldMixup(layers=["net.0"], alpha=0.0), "alpha must be a finite number > 0, got 0.0"),
+        (lambda: PatchUp(layers=["net.0"], alpha=-2), "alpha must be a finite number > 0, got -2"),
+        (lambda: PatchUp(layers=["net.0"], gamma=0.0), r"gamma must be in \(0, 1\], got 0.0"),
+        (lambda: PatchUp(layers=["net.0"], gamma=1.5), r"gamma must be in \(0, 1\], got 1.5"),
+        (lambda: PatchUp(layers=["net.0"], mode="medium"), "mode must be one of .*got 'medium'"),
+        (lambda: PatchUp(layers=["net.0"], block_size=0), "block_size must be an int >= 1, got 0"),
+    ],
+)
+def test_bad_hyper_parameters(make: Any, message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_patchup_paper_defaults_by_mode() -> None:
+    soft, hard = PatchUp(layers=["a"]), PatchUp(layers=["a"], mode="hard")
+    assert (soft.alpha, soft.block_size, soft.gamma, soft.p) == (2.0, 7, 0.75, 1.0)
+    assert (hard.gamma, hard.p) == (0.5, 0.7)
+
+
+def test_validate_alone_registers_no_hook() -> None:
+    module = module_with(sequential())
+    cb = ManifoldMixup(layers=["net.0"])
+    trainer = make_trainer([cb])
+    trainer.validate(module, make_loader(), verbose=False)
+    assert _hook_count(module) == 0 and cb._fired == 0
