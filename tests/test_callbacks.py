@@ -314,10 +314,10 @@ def test_state_dict_is_tiny_and_restores_the_draws(loader: DataLoader) -> None:
     assert set(state) == {"seed", "generator", "device_type"}
     assert state["generator"].numel() < 10_000
     x, y = torch.randn(8, 3, 8, 8), torch.arange(8) % NUM_CLASSES
-    expected = mixer.mix(x, y, NUM_CLASSES, mixer._generator_for(torch.device("cpu")))
+    expected = mixer.mix(x, y, NUM_CLASSES, mixer.generator_for(torch.device("cpu")))
     restored = CutMix(per_sample=True, seed=5)
     restored.load_state_dict(state)
-    got = restored.mix(x, y, NUM_CLASSES, restored._generator_for(torch.device("cpu")))
+    got = restored.mix(x, y, NUM_CLASSES, restored.generator_for(torch.device("cpu")))
     assert torch.equal(expected.lam, got.lam) and torch.equal(expected.input, got.input)
 
 

@@ -1,6 +1,6 @@
 """Mixing callbacks: add one to ``Trainer(callbacks=[...])`` and the training batches are mixed."""
 
-from lightning_mixup.callbacks.base import Mixer, MixingCallback
+from lightning_mixup.callbacks.base import Mixer, MixingCallback, SeededCallback
 from lightning_mixup.callbacks.cutmix import CutMix
 from lightning_mixup.callbacks.fmix import FMix
 from lightning_mixup.callbacks.hidden import HiddenStateMixer
@@ -19,4 +19,5 @@ __all__ = [
     "MixingCallback",
     "PatchUp",
     "RandomChoice",
+    "SeededCallback",
 ]

@@ -42,7 +42,67 @@ def mixing_seed(base: int, rank: int) -> int:
     return (int(base) * 6364136223846793005 + _GOLDEN * (int(rank) + 1)) & _MASK63
 
 
-class MixingCallback(Callback, ABC):
+class SeededCallback(Callback):
+    """A callback that owns a ``torch.Generator``: seeded from ``seed`` (else the run seed, else 0) and the
+    global rank, created on the device it is asked for, and saved in the ``state_dict`` so that a resumed
+    run draws what the uninterrupted run would have drawn.
+
+    Subclasses call :meth:`generator_for` with the device of the data and keep ``state_dict`` as is.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self._seed: int | None = None
+        self._generator: torch.Generator | None = None
+        self._pending_state: Tensor | None = None
+        self._pending_device_type: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = mixing_seed(base, trainer.global_rank)
+        if seed != self._seed:
+            self._seed, self._generator = seed, None
+
+    def state_dict(self) -> dict[str, Any]:
+        generator = self._generator
+        return {
+            "seed": self._seed,
+            "generator": None if generator is None else generator.get_state(),
+            "device_type": None if generator is None else generator.device.type,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._seed = state_dict["seed"]
+        self._pending_state = state_dict["generator"]
+        self._pending_device_type = state_dict["device_type"]
+        self._generator = None
+
+    def generator_for(self, device: torch.device) -> torch.Generator:
+        """The callback's generator on ``device`` (created, or restored from a checkpoint, on first use)."""
+        if self._seed is None:
+            raise RuntimeError(f"{type(self).__name__} was not set up: it must be passed to Trainer(callbacks=[...])")
+        if self._generator is not None and self._generator.device == device:
+            return self._generator
+        generator = torch.Generator(device=device)
+        if self._pending_state is not None and self._pending_device_type == device.type:
+            generator.set_state(self._pending_state)
+        else:
+            if self._pending_state is not None:
+                rank_zero_warn(
+                    f"{type(self).__name__}: the checkpoint's generator ran on {self._pending_device_type}, this run on "
+                    f"{device.type}; reseeding, so the draws will differ from the uninterrupted run"
+                )
+            generator.manual_seed(self._seed)
+        self._pending_state = None
+        self._generator = generator
+        return generator
+
+
+class MixingCallback(SeededCallback, ABC):
     """Base of every mixing callback: when to mix, where the batch's input and targets are, the generator.
 
     Args:
@@ -82,18 +142,12 @@ class MixingCallback(Callback, ABC):
             raise ValueError(f"stop_epoch must be > start_epoch={start_epoch}, got {stop_epoch!r}")
         if num_classes is not None:
             check_num_classes(num_classes)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        super().__init__(seed)
         self.p = float(p)
         self.input_key = _check_key("input_key", input_key)
         self.target_key = _check_key("target_key", target_key)
         self.num_classes = num_classes
-        self.seed = seed
         self._num_classes: int | None = num_classes
-        self._seed: int | None = None
-        self._generator: torch.Generator | None = None
-        self._pending_state: Tensor | None = None
-        self._pending_device_type: str | None = None
         self._warned_small = False
 
     # ---- what a subclass provides --------------------------------------------------------------
@@ -113,13 +167,9 @@ class MixingCallback(Callback, ABC):
         return self._generate_state_key(**self._hparams())
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        self._num_classes = self._resolve_num_classes(pl_module)
-        base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        seed = mixing_seed(base, trainer.global_rank)
-        if seed != self._seed:
-            self._seed, self._generator = seed, None
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._num_classes = self._resolve_num_classes(pl_module)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -131,7 +181,7 @@ class MixingCallback(Callback, ABC):
                 self._warned_small = True
             return
         num_classes = self._resolved_num_classes()
-        generator = self._generator_for(x.device)
+        generator = self.generator_for(x.device)
         mixed = self.maybe_mix(x, target, num_classes, trainer.current_epoch, generator)
         pl_module.log("mix/applied", float(mixed is not None), on_step=False, on_epoch=True, batch_size=x.shape[0])
         if mixed is None:
@@ -141,20 +191,6 @@ class MixingCallback(Callback, ABC):
         pl_module.log("mix/lam", mixed.lam.float().mean(), on_step=True, on_epoch=True, batch_size=x.shape[0])
         if mixed.lam.ndim == 1:
             pl_module.log("mix/lam_std", mixed.lam.float().std(), on_step=False, on_epoch=True, batch_size=x.shape[0])
-
-    def state_dict(self) -> dict[str, Any]:
-        generator = self._generator
-        return {
-            "seed": self._seed,
-            "generator": None if generator is None else generator.get_state(),
-            "device_type": None if generator is None else generator.device.type,
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._seed = state_dict["seed"]
-        self._pending_state = state_dict["generator"]
-        self._pending_device_type = state_dict["device_type"]
-        self._generator = None
 
     # ---- the mixing decision -------------------------------------------------------------------
 
@@ -194,24 +230,6 @@ class MixingCallback(Callback, ABC):
         if self._num_classes is None:
             raise RuntimeError(f"{type(self).__name__} was not set up: it must be passed to Trainer(callbacks=[...])")
         return self._num_classes
-
-    def _generator_for(self, device: torch.device) -> torch.Generator:
-        assert self._seed is not None, "setup() sets the seed before the first batch"
-        if self._generator is not None and self._generator.device == device:
-            return self._generator
-        generator = torch.Generator(device=device)
-        if self._pending_state is not None and self._pending_device_type == device.type:
-            generator.set_state(self._pending_state)
-        else:
-            if self._pending_state is not None:
-                rank_zero_warn(
-                    f"{type(self).__name__}: the checkpoint's generator ran on {self._pending_device_type}, this run on "
-                    f"{device.type}; reseeding, so mixing draws will differ from the uninterrupted run"
-                )
-            generator.manual_seed(self._seed)
-        self._pending_state = None
-        self._generator = generator
-        return generator
 
     def _read(self, batch: Any) -> tuple[Tensor, Tensor]:
         name = type(self).__name__
