@@ -264,6 +264,10 @@ class Mixer(MixingCallback):
         p: probability of mixing a given training batch.
         per_sample: one λ (and box or mask) per sample instead of one per batch.
         partner: ``"perm"`` (random permutation of the batch) or ``"flip"`` (sample i with B − 1 − i).
+        reuse_buffer: write the mixed input into a buffer kept from one batch to the next, so a mix
+            allocates nothing (fresh memory is what makes an out-of-place mix several times slower than a
+            copy). The previous batch's mixed input is overwritten by the next mix: copy it if you keep
+            it beyond its training step, or pass False.
         The other arguments are those of :class:`MixingCallback`.
     """
 
@@ -279,9 +283,12 @@ class Mixer(MixingCallback):
         target_key: Key = 1,
         num_classes: int | None = None,
         seed: int | None = None,
+        reuse_buffer: bool = True,
     ) -> None:
         super().__init__(p, start_epoch, stop_epoch, input_key, target_key, num_classes, seed)
         check_alpha(alpha)
+        if not isinstance(reuse_buffer, bool):
+            raise TypeError(f"reuse_buffer must be a bool, got {reuse_buffer!r}")
         if not isinstance(per_sample, bool):
             raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
         if partner not in PARTNERS:
@@ -289,6 +296,25 @@ class Mixer(MixingCallback):
         self.alpha = float(alpha)
         self.per_sample = per_sample
         self.partner = partner
+        self.reuse_buffer = reuse_buffer
+        self._buffer: Tensor | None = None
 
     def _hparams(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "per_sample": self.per_sample, "partner": self.partner, "p": self.p}
+
+    def buffer_for(self, x: Tensor) -> Tensor | None:
+        """The buffer the mixed input is written into (None: out of place): kept while ``x``'s shape, dtype,
+        device and memory format stay the same."""
+        if not self.reuse_buffer or x.requires_grad:
+            return None
+        buffer = self._buffer
+        if (
+            buffer is None
+            or buffer.shape != x.shape
+            or buffer.dtype != x.dtype
+            or buffer.device != x.device
+            or buffer.stride() != x.stride()
+            or buffer.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+        ):
+            buffer = self._buffer = torch.empty_like(x)
+        return buffer

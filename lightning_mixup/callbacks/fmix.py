@@ -57,4 +57,5 @@ class FMix(Mixer):
             per_sample=self.per_sample,
             partner=self.partner,
             generator=generator,
+            out=self.buffer_for(x),
         )

@@ -42,3 +42,25 @@ def pair_up(
     check_same_batch(x, probs)
     index = partner_index(x.shape[0], partner, generator=generator, device=x.device).to(x.device)
     return probs, index
+
+
+def check_out(out: Tensor, x: Tensor) -> Tensor:
+    """Return ``out`` if it can hold a mix of ``x``: same shape, dtype and device, no shared memory, no grad."""
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(
+            f"out must match the input: got {list(out.shape)} {out.dtype} {out.device}, "
+            f"input {list(x.shape)} {x.dtype} {x.device}"
+        )
+    if x.requires_grad:
+        raise ValueError("out= cannot be used with an input that requires grad: write out of place instead")
+    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        raise ValueError("out must not share memory with the input")
+    return out
+
+
+def gather_partners(x: Tensor, index: Tensor, out: Tensor | None = None) -> Tensor:
+    """``x[index]``, written into ``out`` when given (see :func:`check_out`; not differentiable), else into a new
+    tensor."""
+    if out is None:
+        return x[index]
+    return torch.index_select(x, 0, index, out=check_out(out, x))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.batch import MixedBatch, check_out, gather_partners, pair_up
 from lightning_mixup.functional.sampling import sample_lam
 from lightning_mixup.functional.targets import mix_targets
 from lightning_mixup.functional.validation import check_input
@@ -54,8 +54,11 @@ def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     return inside.unsqueeze(1)
 
 
-def cutmix(x: Tensor, index: Tensor, boxes: Tensor) -> Tensor:
-    """Paste ``x[index]`` into ``x`` inside ``boxes`` (``[4]`` for the batch or ``[B, 4]`` per sample), out of place.
+def cutmix(x: Tensor, index: Tensor, boxes: Tensor, out: Tensor | None = None) -> Tensor:
+    """Paste ``x[index]`` into ``x`` inside ``boxes`` (``[4]`` for the batch or ``[B, 4]`` per sample).
+
+    The result goes to ``out`` when given (a reusable buffer, see :func:`~lightning_mixup.functional.mixup`),
+    else to a new tensor.
 
     Example:
         >>> x = torch.zeros(2, 1, 4, 4); x[1] = 1
@@ -68,11 +71,13 @@ def cutmix(x: Tensor, index: Tensor, boxes: Tensor) -> Tensor:
     check_input(x, ndim=4, method="CutMix")
     if boxes.ndim == 1:
         y1, y2, x1, x2 = boxes.tolist()
-        out = x.clone()
+        out = x.clone() if out is None else check_out(out, x).copy_(x)
         out[:, :, y1:y2, x1:x2] = x[index, :, y1:y2, x1:x2]
         return out
     inside = box_mask(boxes.to(x.device), x.shape[2], x.shape[3])
-    return torch.where(inside, x[index], x)
+    if out is None:
+        return torch.where(inside, x[index], x)
+    return torch.where(inside, gather_partners(x, index, out), x, out=out)
 
 
 def cutmix_batch(
@@ -84,9 +89,10 @@ def cutmix_batch(
     per_sample: bool = False,
     partner: str = "perm",
     generator: torch.Generator | None = None,
+    out: Tensor | None = None,
 ) -> MixedBatch:
     """Sample a partner index, λ ~ Beta(α, α) and a box (one for the batch or one per sample); mix
-    inputs ``[B, C, H, W]`` and targets with λ corrected to the pasted area.
+    inputs ``[B, C, H, W]`` and targets with λ corrected to the pasted area. ``out``: see :func:`cutmix`.
 
     Example:
         >>> x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
@@ -99,4 +105,4 @@ def cutmix_batch(
     lam = sample_lam(alpha, batch if per_sample else None, generator=generator, device=x.device)
     boxes, lam = sample_boxes(lam, height, width, generator=generator)
     lam = lam.to(x.device)
-    return MixedBatch(cutmix(x, index, boxes), mix_targets(probs, index, lam), lam)
+    return MixedBatch(cutmix(x, index, boxes, out), mix_targets(probs, index, lam), lam)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
 from lightning_mixup.functional.sampling import sample_beta, sample_lam
 from lightning_mixup.functional.targets import mix_targets
 from lightning_mixup.functional.validation import check_input
@@ -45,6 +45,12 @@ def fourier_noise(
     return torch.fft.irfft2(spectrum, s=(height, width))
 
 
+def _order_keys(values: Tensor) -> Tensor:
+    """int32 keys that sort like the float32 ``values`` (an integer sort is ~1.5x faster on CPU)."""
+    bits = values.to(torch.float32).view(torch.int32)
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
 def binarise_masks(
     noise: Tensor, lam: Tensor, max_soft: float = 0.0, *, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -60,15 +66,19 @@ def binarise_masks(
     lam = lam.to(dev, torch.float64).reshape(n)
     coin = torch.rand(n, generator=generator, device=generator.device if generator is not None else dev).to(dev)
     num = torch.where(coin > 0.5, torch.ceil(lam * pixels), torch.floor(lam * pixels)).long()
+    rank = torch.arange(pixels, device=dev).view(1, pixels)
+    order = _order_keys(noise.reshape(n, pixels)).argsort(dim=1, descending=True)
+    if max_soft == 0:
+        sorted_values = (rank < num.view(n, 1)).to(torch.float32)
+        masks = torch.empty_like(sorted_values).scatter_(1, order, sorted_values).view(n, height, width)
+        return masks, (num.double() / pixels).float()
     eff_soft = torch.minimum(torch.full_like(lam, max_soft), torch.minimum(lam, 1.0 - lam))
-    soft = torch.floor(pixels * eff_soft).long() if max_soft > 0 else torch.zeros_like(num)
+    soft = torch.floor(pixels * eff_soft).long()
     soft = torch.minimum(soft, torch.minimum(num, pixels - num))  # the ramp stays inside the image
     low = (num - soft).view(n, 1)
     width_soft = (2 * soft).view(n, 1)
-    rank = torch.arange(pixels, device=dev).view(1, pixels)
     ramp = 1.0 - (rank - low).double() / (width_soft - 1).clamp_min(1).double()
     sorted_values = torch.where(rank < low, 1.0, torch.where(rank >= low + width_soft, 0.0, ramp)).to(torch.float32)
-    order = noise.reshape(n, pixels).argsort(dim=1, descending=True)
     masks = torch.empty_like(sorted_values).scatter_(1, order, sorted_values).view(n, height, width)
     return masks, masks.mean(dim=(1, 2), dtype=torch.float64).float()
 
@@ -97,10 +107,17 @@ def sample_masks(
     return masks.unsqueeze(1), lam_exact.reshape(lam.shape)
 
 
-def fmix(x: Tensor, index: Tensor, mask: Tensor) -> Tensor:
-    """``mask·x + (1 − mask)·x[index]`` with a mask ``[1 or B, 1, H, W]`` in [0, 1], out of place; exact where the mask is 0 or 1."""
+def fmix(x: Tensor, index: Tensor, mask: Tensor, out: Tensor | None = None) -> Tensor:
+    """``mask·x + (1 − mask)·x[index]`` with a mask ``[1 or B, 1, H, W]`` in [0, 1]; exact where the mask is 0 or 1.
+
+    The result goes to ``out`` when given (a reusable buffer, see :func:`~lightning_mixup.functional.mixup`),
+    else to a new tensor.
+    """
     check_input(x, ndim=4, method="FMix")
-    return torch.lerp(x[index], x, mask.to(device=x.device, dtype=x.dtype))
+    mask = mask.to(device=x.device, dtype=x.dtype)
+    if out is None:
+        return torch.lerp(x[index], x, mask)
+    return gather_partners(x, index, out).lerp_(x, mask)
 
 
 def check_fmix_params(decay_power: float, max_soft: float) -> None:
@@ -123,9 +140,11 @@ def fmix_batch(
     per_sample: bool = False,
     partner: str = "perm",
     generator: torch.Generator | None = None,
+    out: Tensor | None = None,
 ) -> MixedBatch:
     """Sample a partner index, λ ~ Beta(α, α) (``reformulate``: Beta(α+1, α)) and one FMix mask for the
     batch or one per sample; mix inputs ``[B, C, H, W]`` and targets with λ = the mask's mean.
+    ``out``: see :func:`fmix`.
 
     Example:
         >>> x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
@@ -143,4 +162,4 @@ def fmix_batch(
         lam = sample_lam(alpha, size, generator=generator, device=x.device)
     mask, lam = sample_masks(lam, height, width, decay_power, max_soft, generator=generator)
     lam = lam.to(x.device)
-    return MixedBatch(fmix(x, index, mask), mix_targets(probs, index, lam), lam)
+    return MixedBatch(fmix(x, index, mask, out), mix_targets(probs, index, lam), lam)

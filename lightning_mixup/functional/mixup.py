@@ -8,13 +8,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
 from lightning_mixup.functional.sampling import expand_lam, sample_lam
 from lightning_mixup.functional.targets import mix_targets
 
 
-def mixup(x: Tensor, index: Tensor, lam: Tensor | float) -> Tensor:
-    """``λ·x + (1 − λ)·x[index]``, out of place; ``lam`` is a scalar or ``[B]``. λ = 1 returns ``x`` exactly.
+def mixup(x: Tensor, index: Tensor, lam: Tensor | float, out: Tensor | None = None) -> Tensor:
+    """``λ·x + (1 − λ)·x[index]``; ``lam`` is a scalar or ``[B]``. λ = 1 returns ``x`` exactly.
+
+    The result goes to ``out`` when given (a reusable buffer: no allocation, two passes over memory),
+    else to a new tensor; both give identical values.
 
     Example:
         >>> x = torch.tensor([[0.0], [1.0]])
@@ -22,7 +25,9 @@ def mixup(x: Tensor, index: Tensor, lam: Tensor | float) -> Tensor:
         tensor([[0.7500],
                 [0.2500]])
     """
-    return torch.lerp(x[index], x, expand_lam(lam, x))
+    if out is None:
+        return torch.lerp(x[index], x, expand_lam(lam, x))
+    return gather_partners(x, index, out).lerp_(x, expand_lam(lam, x))
 
 
 def mixup_batch(
@@ -34,10 +39,11 @@ def mixup_batch(
     per_sample: bool = False,
     partner: str = "perm",
     generator: torch.Generator | None = None,
+    out: Tensor | None = None,
 ) -> MixedBatch:
     """Sample a partner index and λ ~ Beta(α, α) (one per batch or one per sample) and mix inputs and targets.
 
-    Works on inputs of any shape ``[B, ...]``. Draws happen on the generator's device.
+    Works on inputs of any shape ``[B, ...]``. Draws happen on the generator's device. ``out``: see :func:`mixup`.
 
     Example:
         >>> x, y = torch.randn(8, 3, 4, 4), torch.arange(8) % 2
@@ -47,4 +53,4 @@ def mixup_batch(
     """
     probs, index = pair_up(x, target, num_classes, alpha, partner, generator, method="mixup")
     lam = sample_lam(alpha, x.shape[0] if per_sample else None, generator=generator, device=x.device).to(x.device)
-    return MixedBatch(mixup(x, index, lam), mix_targets(probs, index, lam), lam)
+    return MixedBatch(mixup(x, index, lam, out), mix_targets(probs, index, lam), lam)

@@ -1,9 +1,10 @@
 """Random draws shared by every mixer: λ ~ Beta and the partner index.
 
 Every sampler takes a ``torch.Generator`` so that a caller owns its randomness (a callback keeps one
-per run and rank and saves it in its ``state_dict``). Beta variates are drawn from two Gamma variates
-(Marsaglia & Tsang, 2000) because ``torch.distributions.Beta`` cannot take a generator; the Gammas
-are handled in log space so that small concentrations (α = 0.1) never produce ``0 / 0``.
+per run and rank and saves it in its ``state_dict``). Beta variates are ``Ga / (Ga + Gb)`` of two Gamma
+variates from ``torch._standard_gamma``, the op behind ``torch.distributions`` that, unlike the
+distribution classes, takes a generator; it is drawn in float64 so that small concentrations
+(α = 0.1) do not underflow to ``0 / 0``. One op draws the whole batch.
 """
 
 from __future__ import annotations
@@ -20,33 +21,6 @@ def _generator_device(generator: torch.Generator | None, device: torch.device | 
     if generator is not None:
         return generator.device
     return torch.device(device) if device is not None else torch.device("cpu")
-
-
-def _log_gamma_variates(shape: float, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """``log G`` for ``n`` draws of ``G ~ Gamma(shape, 1)``, vectorized rejection sampling."""
-    boost = shape < 1.0  # Gamma(k) = Gamma(k + 1) · U^(1/k)
-    k = shape + 1.0 if boost else shape
-    d = k - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    dtype = torch.float32 if device.type == "mps" else torch.float64
-    out = torch.empty(n, dtype=dtype, device=device)
-    todo = torch.arange(n, device=device)
-    while todo.numel() > 0:
-        m = todo.numel()
-        rounds = 4  # each round accepts with probability > 0.95: four leave ~1e-6 for the next pass
-        z = torch.randn(rounds, m, generator=generator, device=device, dtype=dtype)
-        u = torch.rand(rounds, m, generator=generator, device=device, dtype=dtype)
-        v = (1.0 + c * z) ** 3
-        ok = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-300)))
-        first = torch.argmax(ok.to(torch.uint8), dim=0)  # first accepted round per column
-        accepted = ok.any(dim=0)
-        log_g = math.log(d) + torch.log(v.gather(0, first[None]).squeeze(0).clamp_min(1e-300))
-        out[todo[accepted]] = log_g[accepted]
-        todo = todo[~accepted]
-    if boost:
-        u = torch.rand(n, generator=generator, device=device, dtype=dtype)
-        out = out + torch.log(u.clamp_min(torch.finfo(dtype).tiny)) / shape
-    return out
 
 
 def check_alpha(alpha: object) -> float:
@@ -77,10 +51,11 @@ def sample_beta(
     if not (a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)):
         raise ValueError(f"Beta parameters must be finite and > 0, got a={a!r}, b={b!r}")
     dev = _generator_device(generator, device)
+    dtype = torch.float32 if dev.type == "mps" else torch.float64  # float64: no Gamma underflow at small α
     n = 1 if size is None else int(size)
-    log_ga = _log_gamma_variates(float(a), n, generator, dev)
-    log_gb = _log_gamma_variates(float(b), n, generator, dev)
-    lam = torch.sigmoid(log_ga - log_gb).to(torch.float32)  # Ga / (Ga + Gb)
+    concentration = torch.tensor([[float(a)], [float(b)]], dtype=dtype, device=dev).expand(2, n)
+    gammas = torch._standard_gamma(concentration, generator=generator)
+    lam = (gammas[0] / (gammas[0] + gammas[1])).to(torch.float32)
     return lam[0] if size is None else lam
 
 

@@ -1,0 +1,246 @@
+"""Benchmark every mixer against the memory-bandwidth floor: a copy of the same batch.
+
+A mix reads two batches and writes one, so it cannot beat 1.5× the time of ``dst.copy_(x)`` into a
+preallocated tensor. For each mixer, in batch and per-sample mode, this measures (medians):
+
+- ``step``: the callback's whole mixing step (sampling, box or mask, blend, targets), ÷ copy;
+- ``apply``: CutMix and FMix with the box or mask given (the blend alone), ÷ copy;
+- ``mask``: FMix mask generation alone, 256 masks at 32² and 224²;
+- ``throughput``: training samples/s of a small CNN with the mixer ÷ without (hidden-state mixers too).
+
+Usage::
+
+    python -m lightning_mixup.bench [METHODS...] [--device cpu|cuda] [--json FILE] [--quick]
+
+Example:
+    >>> records = run(["mixup"], device="cpu", quick=True)
+    >>> sorted({r["part"] for r in records})
+    ['step', 'throughput']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_mixup.callbacks import CutMix, FMix, ManifoldMixup, Mixer, MixUp, PatchUp
+from lightning_mixup.functional import cutmix, fmix, partner_index, sample_boxes, sample_lam, sample_masks
+from lightning_mixup.models.nets import SmallCNN
+
+INPUT_METHODS = ("mixup", "cutmix", "fmix")
+HIDDEN_METHODS = ("manifold_mixup", "patchup")
+METHODS = INPUT_METHODS + HIDDEN_METHODS
+SHAPES = ((256, 3, 32, 32), (64, 3, 224, 224))
+QUICK_SHAPES = ((8, 3, 16, 16),)
+NUM_CLASSES = 10
+
+
+class _Module(nn.Module):
+    """The least a mixing callback needs of a LightningModule: named layers and a no-op ``log``."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = SmallCNN(in_channels=3, num_classes=NUM_CLASSES, width=width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @staticmethod
+    def log(*args: Any, **kwargs: Any) -> None:
+        """Logging is not timed."""
+
+
+def _make(method: str, per_sample: bool) -> Mixer:
+    common: dict[str, Any] = {"per_sample": per_sample, "num_classes": NUM_CLASSES, "seed": 0}
+    if method == "mixup":
+        return MixUp(**common)
+    if method == "cutmix":
+        return CutMix(**common)
+    if method == "fmix":
+        return FMix(**common)
+    if method == "manifold_mixup":
+        return ManifoldMixup(layers=["net.layer1", "net.layer2"], **common)
+    return PatchUp(layers=["net.layer1"], block_size=7, p=1.0, **common)
+
+
+def median_ms(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int = 3) -> float:
+    """Median wall time of ``fn`` in milliseconds, synchronising CUDA around each call."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _record(method: str, mode: str, part: str, shape: Sequence[int], device: torch.device, dtype: torch.dtype,
+            ms: float, ratio: float | None) -> dict[str, Any]:
+    return {"method": method, "mode": mode, "part": part, "shape": list(shape), "device": device.type,
+            "dtype": str(dtype).removeprefix("torch."), "ms": round(ms, 4),
+            "ratio": None if ratio is None else round(ratio, 3)}
+
+
+def _stubs(module: Any) -> tuple[Any, Any]:
+    return SimpleNamespace(current_epoch=0, global_rank=0), module
+
+
+def bench_steps(methods: Sequence[str], shape: Sequence[int], device: torch.device, dtype: torch.dtype,
+                repeat: int) -> list[dict[str, Any]]:
+    """``step`` (and ``apply`` for CutMix and FMix) of the input mixers at one shape, ÷ copy."""
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(*shape, generator=g, device=device).to(dtype)
+    y = torch.randint(0, NUM_CLASSES, (shape[0],), generator=g, device=device)
+    dst = torch.empty_like(x)
+    copy_ms = median_ms(lambda: dst.copy_(x), device, repeat)
+    records = [_record("copy", "batch", "copy", shape, device, dtype, copy_ms, 1.0)]
+    for method in methods:
+        if method not in INPUT_METHODS:
+            continue
+        for per_sample in (False, True):
+            mode = "per_sample" if per_sample else "batch"
+            cb = _make(method, per_sample)
+            trainer, module = _stubs(SimpleNamespace(log=_Module.log))
+            cb.setup(trainer, module, "fit")
+            batch = [x, y]
+
+            def step() -> None:
+                batch[0], batch[1] = x, y
+                cb.on_train_batch_start(trainer, module, batch, 0)
+
+            ms = median_ms(step, device, repeat)
+            records.append(_record(method, mode, "step", shape, device, dtype, ms, ms / copy_ms))
+            if method == "mixup":
+                continue
+            n = shape[0] if per_sample else None
+            lam = sample_lam(1.0, n, generator=g)
+            index = partner_index(shape[0], generator=g)
+            if method == "cutmix":
+                boxes, _ = sample_boxes(lam, shape[2], shape[3], generator=g)
+                apply: Callable[[], Any] = lambda: cutmix(x, index, boxes, out=dst)  # noqa: E731
+            else:
+                mask, _ = sample_masks(lam, shape[2], shape[3], generator=g)
+                mask = mask.to(dtype)
+                apply = lambda: fmix(x, index, mask, out=dst)  # noqa: E731
+            ms = median_ms(apply, device, repeat)
+            records.append(_record(method, mode, "apply", shape, device, dtype, ms, ms / copy_ms))
+    return records
+
+
+def bench_masks(sizes: Sequence[int], n: int, device: torch.device, repeat: int) -> list[dict[str, Any]]:
+    """FMix mask generation alone: ``n`` per-sample masks at each size."""
+    g = torch.Generator(device=device).manual_seed(0)
+    records = []
+    for size in sizes:
+        lam = sample_lam(1.0, n, generator=g)
+        ms = median_ms(lambda: sample_masks(lam, size, size, generator=g), device, repeat)
+        records.append(_record("fmix", "per_sample", "mask", (n, 1, size, size), device, torch.float32, ms, None))
+    return records
+
+
+def bench_throughput(methods: Sequence[str], shape: Sequence[int], device: torch.device, width: int,
+                     steps: int, rounds: int) -> list[dict[str, Any]]:
+    """Training samples/s of a SmallCNN with each mixer ÷ without, measured in alternating rounds."""
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(*shape, generator=g, device=device)
+    y = torch.randint(0, NUM_CLASSES, (shape[0],), generator=g, device=device)
+    records = []
+    for method in methods:
+        for per_sample in (False, True):
+            torch.manual_seed(0)
+            module = _Module(width).to(device)
+            optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+            cb = _make(method, per_sample)
+            trainer, _ = _stubs(module)
+            cb.setup(trainer, module, "fit")
+
+            def train(mixer: Mixer | None) -> None:
+                for _ in range(steps):
+                    batch = [x, y]
+                    if mixer is not None:
+                        mixer.on_train_batch_start(trainer, module, batch, 0)
+                    loss = F.cross_entropy(module(batch[0]), batch[1])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    if mixer is not None:
+                        mixer.on_train_batch_end(trainer, module, loss, batch, 0)
+
+            plain, mixed = [], []
+            for _ in range(rounds):
+                plain.append(median_ms(lambda: train(None), device, 1, warmup=0))
+                mixed.append(median_ms(lambda: train(cb), device, 1, warmup=0))
+            cb.teardown(trainer, module, "fit")
+            ms = statistics.median(mixed) / steps
+            ratio = statistics.median(plain) / statistics.median(mixed)
+            mode = "per_sample" if per_sample else "batch"
+            records.append(_record(method, mode, "throughput", shape, device, torch.float32, ms, ratio))
+    return records
+
+
+def run(methods: Sequence[str] = METHODS, device: str = "cpu", quick: bool = False) -> list[dict[str, Any]]:
+    """Run every figure for ``methods`` on ``device``; ``quick`` uses tiny shapes and few repeats (for CI)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    dev = torch.device(device)
+    shapes = QUICK_SHAPES if quick else SHAPES
+    repeat = 3 if quick else 25
+    dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
+    records: list[dict[str, Any]] = []
+    for shape in shapes:
+        for dtype in dtypes:
+            records += bench_steps(methods, shape, dev, dtype, repeat)
+    if "fmix" in methods:
+        records += bench_masks((16,) if quick else (32, 224), 8 if quick else 256, dev, repeat)
+    if quick:
+        records += bench_throughput(methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
+    else:
+        records += bench_throughput(methods, (128, 3, 32, 32), dev, width=32, steps=5, rounds=5)
+    for r in records:
+        r.setdefault("device", dev.type)
+    return records
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """The records as a markdown table."""
+    lines = ["| method | mode | part | shape | dtype | ms | ratio |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        shape = "×".join(map(str, r["shape"]))
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(f"| {r['method']} | {r['mode']} | {r['part']} | {shape} | {r['dtype']} | {r['ms']:.3f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(prog="python -m lightning_mixup.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("methods", nargs="*", default=list(METHODS), help=f"any of {', '.join(METHODS)}")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--json", dest="json_file", help="write the records to this file")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, few repeats: checks that it runs")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    records = run(args.methods, args.device, args.quick)
+    print(format_table(records))
+    if args.json_file:
+        with open(args.json_file, "w") as f:
+            json.dump(records, f, indent=1)
+    return records
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The fast paths (writing into a reused buffer) give exactly the plain results; the benchmark runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import Recorder, UserModule, make_loader, make_trainer
+from lightning_mixup import CutMix, FMix, MixUp
+from lightning_mixup.bench import METHODS, main, run
+from lightning_mixup.functional import cutmix_batch, fmix_batch, mixup_batch
+
+BATCH_FNS = {"mixup": mixup_batch, "cutmix": cutmix_batch, "fmix": fmix_batch}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("name", sorted(BATCH_FNS))
+def test_out_path_equals_the_plain_path(name: str, per_sample: bool, channels_last: bool) -> None:
+    x = torch.randn(16, 3, 12, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.arange(16) % 5
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    plain = BATCH_FNS[name](x, y, 5, per_sample=per_sample, generator=g)
+    g.set_state(state)
+    out = torch.empty_like(x)
+    fast = BATCH_FNS[name](x, y, 5, per_sample=per_sample, generator=g, out=out)
+    assert fast.input.data_ptr() == out.data_ptr()
+    assert torch.equal(fast.input, plain.input) and torch.equal(fast.target, plain.target)
+    assert torch.equal(fast.lam, plain.lam)
+
+
+@pytest.mark.parametrize(
+    ("out", "x", "message"),
+    [
+        (torch.empty(4, 3), torch.randn(4, 2), "out must match the input"),
+        (torch.empty(4, 2, dtype=torch.float64), torch.randn(4, 2), "out must match the input"),
+    ],
+)
+def test_bad_out_buffers(out: torch.Tensor, x: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        mixup_batch(x, torch.arange(4) % 2, 2, out=out)
+
+
+def test_out_may_not_alias_or_need_grad() -> None:
+    x = torch.randn(4, 2)
+    with pytest.raises(ValueError, match="must not share memory"):
+        mixup_batch(x, torch.arange(4) % 2, 2, out=x)
+    with pytest.raises(ValueError, match="requires grad"):
+        mixup_batch(x.requires_grad_(), torch.arange(4) % 2, 2, out=torch.empty(4, 2))
+
+
+@pytest.mark.parametrize("cls", [MixUp, CutMix, FMix])
+def test_callback_reuses_one_buffer_and_matches_the_unbuffered_run(cls: type) -> None:
+    runs: dict[bool, list[Any]] = {}
+    for reuse in (True, False):
+        after = Recorder()
+        mixer = cls(per_sample=True, seed=2, reuse_buffer=reuse)
+        pointers = []
+
+        class Pointer(Recorder):
+            def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+                pointers.append(batch[0].data_ptr())
+
+        make_trainer([mixer, after, Pointer()], max_epochs=2).fit(UserModule(), make_loader())
+        runs[reuse] = after.batches
+        assert (len(set(pointers)) == 1) == reuse
+    for a, b in zip(runs[True], runs[False]):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_reuse_buffer_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="reuse_buffer must be a bool, got 'yes'"):
+        MixUp(reuse_buffer="yes")
+
+
+def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    main(["--quick", "--json", str(path)])
+    records = json.loads(path.read_text())
+    assert {r["method"] for r in records} == set(METHODS) | {"copy"}
+    keys = {"method", "mode", "part", "shape", "device", "ms", "ratio"}
+    assert all(keys <= set(r) for r in records)
+    parts = {(r["method"], r["part"]) for r in records}
+    assert {("mixup", "step"), ("cutmix", "apply"), ("fmix", "apply"), ("fmix", "mask")} <= parts
+    assert {("manifold_mixup", "throughput"), ("patchup", "throughput")} <= parts
+    assert all(r["ratio"] is None for r in records if r["part"] == "mask")
+    assert all(r["ms"] > 0 for r in records)
+    assert {r["mode"] for r in records if r["part"] == "step"} == {"batch", "per_sample"}
+
+
+def test_unknown_benchmark_method() -> None:
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['puzzle'\]"):
+        run(["puzzle"], quick=True)
