@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 os.environ.setdefault("PL_DISABLE_FORK", "1")
+torch.set_num_threads(1)  # pytest -n 2 runs two workers on two cores: one thread each avoids oversubscription
 
 NUM_CLASSES = 4
 

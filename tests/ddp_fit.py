@@ -61,5 +61,25 @@ def main(out: Path) -> None:
         torch.save(result, out / f"{name}-rank{trainer.global_rank}.pt")
 
 
+def resume(out: Path) -> None:
+    """Fit 4 steps with a checkpoint at step 2, then resume from it: each rank must redraw its own λ."""
+    for phase, ckpt in (("full", None), ("resumed", str(out / "ckpt" / "epoch=0-step=2.ckpt"))):
+        pl.seed_everything(0)
+        mixer, lams = MixUp(per_sample=True, seed=5), []
+        record_lam(mixer, lams)
+        callbacks: list[pl.Callback] = [mixer]
+        if ckpt is None:
+            callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=2, save_top_k=-1))
+        trainer = pl.Trainer(
+            accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=4, limit_val_batches=0,
+            callbacks=callbacks, logger=False, enable_checkpointing=ckpt is None, enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
+        trainer.fit(model, datamodule=DigitsDataModule(batch_size=32), ckpt_path=ckpt)
+        torch.save(torch.stack(lams), out / f"resume-{phase}-rank{trainer.global_rank}.pt")
+
+
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    resume(Path(sys.argv[1]))

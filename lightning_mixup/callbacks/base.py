@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
@@ -58,27 +59,44 @@ class SeededCallback(Callback):
         self._generator: torch.Generator | None = None
         self._pending_state: Tensor | None = None
         self._pending_device_type: str | None = None
+        self._rank, self._world_size = 0, 1
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        self._rank, self._world_size = trainer.global_rank, getattr(trainer, "world_size", 1)
         base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         seed = mixing_seed(base, trainer.global_rank)
         if seed != self._seed:
             self._seed, self._generator = seed, None
 
     def state_dict(self) -> dict[str, Any]:
+        """Seed and generator state of every rank (gathered under DDP: the checkpoint is rank 0's)."""
         generator = self._generator
-        return {
-            "seed": self._seed,
-            "generator": None if generator is None else generator.get_state(),
-            "device_type": None if generator is None else generator.device.type,
-        }
+        own = (
+            self._seed,
+            None if generator is None else generator.get_state(),
+            None if generator is None else generator.device.type,
+        )
+        ranks = [own]
+        if self._world_size > 1 and dist.is_available() and dist.is_initialized():
+            ranks = [None] * dist.get_world_size()
+            dist.all_gather_object(ranks, own)
+        return {"ranks": [{"seed": seed, "generator": state, "device_type": kind} for seed, state, kind in ranks]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._seed = state_dict["seed"]
-        self._pending_state = state_dict["generator"]
-        self._pending_device_type = state_dict["device_type"]
+        ranks = state_dict["ranks"]
+        rank = self._rank
+        if len(ranks) != self._world_size:
+            rank_zero_warn(
+                f"{type(self).__name__}: the checkpoint holds generators of {len(ranks)} rank(s), this run has "
+                f"{self._world_size}; reseeding, so the draws will differ from the uninterrupted run"
+            )
+            return
+        mine = ranks[rank]
+        self._seed = mine["seed"]
+        self._pending_state = mine["generator"]
+        self._pending_device_type = mine["device_type"]
         self._generator = None
 
     def generator_for(self, device: torch.device) -> torch.Generator:

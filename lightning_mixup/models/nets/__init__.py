@@ -3,5 +3,14 @@
 from lightning_mixup.models.nets.cnn import SmallCNN
 from lightning_mixup.models.nets.mlp import MLP
 from lightning_mixup.models.nets.preact_resnet import PreActBlock, PreActResNet, PreActResNet18
+from lightning_mixup.models.nets.wide_resnet import WideBlock, WideResNet
 
-__all__ = ["MLP", "PreActBlock", "PreActResNet", "PreActResNet18", "SmallCNN"]
+__all__ = [
+    "MLP",
+    "PreActBlock",
+    "PreActResNet",
+    "PreActResNet18",
+    "SmallCNN",
+    "WideBlock",
+    "WideResNet",
+]
