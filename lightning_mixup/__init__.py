@@ -2,7 +2,9 @@
 
 from lightning_mixup.callbacks import (
     CutMix,
+    DiscriminatorMixup,
     FMix,
+    GANMonitor,
     HiddenStateMixer,
     ManifoldMixup,
     Mixer,
@@ -11,14 +13,17 @@ from lightning_mixup.callbacks import (
     PatchUp,
     RandomChoice,
 )
-from lightning_mixup.models import Classifier
+from lightning_mixup.models import Classifier, GANModule
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Classifier",
     "CutMix",
+    "DiscriminatorMixup",
     "FMix",
+    "GANModule",
+    "GANMonitor",
     "HiddenStateMixer",
     "ManifoldMixup",
     "MixUp",

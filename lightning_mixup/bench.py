@@ -15,7 +15,7 @@ Usage::
 Example:
     >>> records = run(["mixup"], device="cpu", quick=True)
     >>> sorted({r["part"] for r in records})
-    ['step', 'throughput']
+    ['copy', 'step', 'throughput']
 """
 
 from __future__ import annotations
@@ -72,19 +72,32 @@ def _make(method: str, per_sample: bool) -> Mixer:
     return PatchUp(layers=["net.layer1"], block_size=7, p=1.0, **common)
 
 
-def median_ms(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn`` in milliseconds, synchronising CUDA around each call."""
+def median_ms(
+    fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int = 3, budget_s: float = 2.0
+) -> float:
+    """Median wall time of ``fn`` in milliseconds over ``repeat`` calls (fewer, but at least 5, once
+    ``budget_s`` is spent), synchronising CUDA around each call."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
+    times: list[float] = []
+    while len(times) < repeat and (len(times) < 5 or sum(times) < budget_s):
         sync()
         start = time.perf_counter()
         fn()
         sync()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def _once_ms(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall time of one call of ``fn`` in milliseconds."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return 1e3 * (time.perf_counter() - start)
 
 
 def _record(method: str, mode: str, part: str, shape: Sequence[int], device: torch.device, dtype: torch.dtype,
@@ -181,8 +194,8 @@ def bench_throughput(methods: Sequence[str], shape: Sequence[int], device: torch
 
             plain, mixed = [], []
             for _ in range(rounds):
-                plain.append(median_ms(lambda: train(None), device, 1, warmup=0))
-                mixed.append(median_ms(lambda: train(cb), device, 1, warmup=0))
+                plain.append(_once_ms(lambda: train(None), device))
+                mixed.append(_once_ms(lambda: train(cb), device))
             cb.teardown(trainer, module, "fit")
             ms = statistics.median(mixed) / steps
             ratio = statistics.median(plain) / statistics.median(mixed)
@@ -209,7 +222,7 @@ def run(methods: Sequence[str] = METHODS, device: str = "cpu", quick: bool = Fal
     if quick:
         records += bench_throughput(methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
     else:
-        records += bench_throughput(methods, (128, 3, 32, 32), dev, width=32, steps=5, rounds=5)
+        records += bench_throughput(methods, (128, 3, 32, 32), dev, width=32, steps=4, rounds=4)
     for r in records:
         r.setdefault("device", dev.type)
     return records
@@ -221,7 +234,8 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     for r in records:
         shape = "×".join(map(str, r["shape"]))
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        lines.append(f"| {r['method']} | {r['mode']} | {r['part']} | {shape} | {r['dtype']} | {r['ms']:.3f} | {ratio} |")
+        cells = [r["method"], r["mode"], r["part"], shape, r["dtype"], f"{r['ms']:.3f}", ratio]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

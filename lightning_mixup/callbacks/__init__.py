@@ -3,6 +3,8 @@
 from lightning_mixup.callbacks.base import Mixer, MixingCallback, SeededCallback
 from lightning_mixup.callbacks.cutmix import CutMix
 from lightning_mixup.callbacks.fmix import FMix
+from lightning_mixup.callbacks.gan_mixup import DiscriminatorMixup
+from lightning_mixup.callbacks.gan_monitor import GANMonitor
 from lightning_mixup.callbacks.hidden import HiddenStateMixer
 from lightning_mixup.callbacks.manifold_mixup import ManifoldMixup
 from lightning_mixup.callbacks.mixup import MixUp
@@ -11,7 +13,9 @@ from lightning_mixup.callbacks.random_choice import RandomChoice
 
 __all__ = [
     "CutMix",
+    "DiscriminatorMixup",
     "FMix",
+    "GANMonitor",
     "HiddenStateMixer",
     "ManifoldMixup",
     "MixUp",

@@ -14,6 +14,8 @@ from torch import Tensor
 from lightning_mixup.data.gaussians import mode_coverage
 from lightning_mixup.data.in_memory import check_positive_int
 
+GRID_IMAGES = 64  # an 8 x 8 grid of generated images
+
 
 def image_grid(images: Tensor) -> Tensor:
     """The largest square of ``images [N, C, H, W]`` tiled row by row into one image ``[C, r·H, r·W]``.
@@ -40,11 +42,18 @@ class GANMonitor(Callback):
     (fraction of samples within ``n_std`` std of some mode), see
     :func:`~lightning_mixup.data.gaussians.mode_coverage`.
 
-    Files in ``dirpath`` (None: ``<trainer.default_root_dir>/samples``), written by global rank 0 at
-    the end of fit and every ``save_every_n_epochs`` epochs: ``samples_<tag>.pt`` (the samples, and the
-    modes if known) and, with matplotlib installed, ``samples_<tag>.png`` (a scatter plot of the samples
-    over the modes, or a grid of images). matplotlib is optional: without it 2-D samples are also written
-    as ``samples_<tag>.csv`` and nothing fails.
+    Files in ``dirpath`` (None: ``<trainer.default_root_dir>/samples``), written by global rank 0 at the
+    end of fit (``<tag>`` = ``final``) and every ``save_every_n_epochs`` epochs (``epoch0009``, ...):
+    ``samples_<tag>.pt`` holds the samples, the modes if known, and for images an 8 × 8 grid
+    ``[C, 8·H, 8·W]`` of the first 64; with matplotlib installed, ``samples_<tag>.png`` shows the samples
+    over the modes (or the grid). matplotlib is optional: without it, 2-D samples are also written as
+    ``samples_<tag>.csv``, one info line says so, and nothing fails.
+
+    Args:
+        n_samples: samples drawn at each epoch's end (PacGAN's protocol: 2,500).
+        n_std / min_count: the thresholds of :func:`~lightning_mixup.data.gaussians.mode_coverage`.
+        dirpath: folder of the files; save_every_n_epochs: also save every N epochs (None: only at the end).
+        seed: seed of the fixed noise, so that every epoch's samples come from the same ``z``.
 
     Example:
         >>> monitor = GANMonitor(n_samples=2500, min_count=20)
@@ -103,13 +112,13 @@ class GANMonitor(Callback):
         root = self.dirpath or Path(trainer.default_root_dir) / "samples"
         root.mkdir(parents=True, exist_ok=True)
         path = root / f"samples_{tag}"
-        grid = image_grid(samples.clamp(0, 1)) if samples.ndim == 4 else None
+        grid = image_grid(samples[:GRID_IMAGES].clamp(0, 1)) if samples.ndim == 4 else None
         torch.save({"samples": samples, "modes": modes, "grid": grid}, path.with_suffix(".pt"))
         try:
             from matplotlib.figure import Figure
         except ImportError:
             if not self._said_no_matplotlib:
-                rank_zero_info(f"{type(self).__name__}: matplotlib is not installed; samples saved as .pt (and .csv) in {root}")
+                rank_zero_info(f"{type(self).__name__}: matplotlib is not installed; samples saved as .pt (2-D samples also as .csv) in {root}")
                 self._said_no_matplotlib = True
             if samples.ndim == 2:
                 header = ",".join(f"x{i}" for i in range(samples.shape[1]))
@@ -126,6 +135,6 @@ class GANMonitor(Callback):
             if modes is not None:
                 axes.scatter(modes[:, 0].numpy(), modes[:, 1].numpy(), s=30, c="red", marker="x", label="modes")
             axes.set_aspect("equal")
-            axes.legend(loc="upper right")
+            figure.legend(loc="lower center", ncol=2)
         axes.set_title(tag)
         figure.savefig(path.with_suffix(".png"), dpi=100)
