@@ -47,11 +47,16 @@ def sample_boxes(
 
 def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     """Boolean mask that is True inside each box: ``[1, 1, H, W]`` for boxes ``[4]``, ``[B, 1, H, W]`` for ``[B, 4]``."""
-    boxes = boxes.reshape(-1, 4, 1, 1)
-    rows = torch.arange(height, device=boxes.device).view(1, height, 1)
-    cols = torch.arange(width, device=boxes.device).view(1, 1, width)
-    inside = (rows >= boxes[:, 0]) & (rows < boxes[:, 1]) & (cols >= boxes[:, 2]) & (cols < boxes[:, 3])
-    return inside.unsqueeze(1)
+    rows, cols = _box_spans(boxes, height, width)
+    return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
+
+
+def _box_spans(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Rows ``[n, H]`` and columns ``[n, W]`` inside each box: a box is their outer product."""
+    boxes = boxes.reshape(-1, 4, 1)
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    return (rows >= boxes[:, 0]) & (rows < boxes[:, 1]), (cols >= boxes[:, 2]) & (cols < boxes[:, 3])
 
 
 def cutmix(x: Tensor, index: Tensor, boxes: Tensor, out: Tensor | None = None) -> Tensor:
@@ -72,12 +77,11 @@ def cutmix(x: Tensor, index: Tensor, boxes: Tensor, out: Tensor | None = None) -
     if boxes.ndim == 1:
         y1, y2, x1, x2 = boxes.tolist()
         out = x.clone() if out is None else check_out(out, x).copy_(x)
-        out[:, :, y1:y2, x1:x2] = x[index, :, y1:y2, x1:x2]
+        out[:, :, y1:y2, x1:x2] = torch.index_select(x[:, :, y1:y2, x1:x2], 0, index)
         return out
-    inside = box_mask(boxes.to(x.device), x.shape[2], x.shape[3])
-    if out is None:
-        return torch.where(inside, x[index], x)
-    return torch.where(inside, gather_partners(x, index, out), x, out=out)
+    rows, cols = _box_spans(boxes.to(x.device), x.shape[2], x.shape[3])
+    keep = 1 - rows.to(x.dtype)[:, None, :, None] * cols.to(x.dtype)[:, None, None, :]  # 0 inside the box
+    return gather_partners(x, index, out).lerp_(x, keep)  # exact: the weights are 0 or 1
 
 
 def cutmix_batch(

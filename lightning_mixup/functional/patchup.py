@@ -56,8 +56,28 @@ def block_masks(
     rate = adjusted_gamma(gamma, block_size, height, width)
     dev = generator.device if generator is not None else torch.device(device or "cpu")
     seeds = (torch.rand(n, channels, height, width, generator=generator, device=dev) < rate).float()
-    holes = F.max_pool2d(seeds, block_size, stride=1, padding=block_size // 2)
-    return holes[..., :height, :width]
+    return grow_blocks(seeds, block_size)
+
+
+def grow_blocks(seeds: Tensor, block_size: int) -> Tensor:
+    """Grow each seed (1) of ``[n, C, H, W]`` into a ``block_size``² square covering rows and columns
+    ``[i − b//2, i − b//2 + b − 1]`` around it, clipped at the borders: DropBlock's max-pool, computed as
+    two running sums (several times faster than ``max_pool2d`` on the CPU, and the same result).
+
+    Example:
+        >>> seeds = torch.zeros(1, 1, 5, 5); seeds[0, 0, 2, 2] = 1
+        >>> grow_blocks(seeds, 3)[0, 0]
+        tensor([[0., 0., 0., 0., 0.],
+                [0., 1., 1., 1., 0.],
+                [0., 1., 1., 1., 0.],
+                [0., 1., 1., 1., 0.],
+                [0., 0., 0., 0., 0.]])
+    """
+    before, after = block_size // 2, block_size - 1 - block_size // 2
+    sums = F.pad(seeds, (0, 0, before + 1, after)).cumsum(dim=2)
+    rows = sums[:, :, block_size:, :] - sums[:, :, :-block_size, :]
+    sums = F.pad(rows, (before + 1, after, 0, 0)).cumsum(dim=3)
+    return ((sums[..., block_size:] - sums[..., :-block_size]) > 0.5).to(seeds.dtype)
 
 
 def patchup(h: Tensor, index: Tensor, lam: Tensor | float, holes: Tensor, mode: str = "soft") -> Tensor:
