@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import lightning.pytorch as pl
@@ -83,6 +84,13 @@ def make_loader(n: int = 32, batch_size: int = 8, shape: tuple[int, ...] = (3, 8
     x = torch.randn(n, *shape, generator=g)
     y = torch.randint(0, NUM_CLASSES, (n,), generator=g)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a DDP test's MASTER_PORT."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def make_trainer(callbacks: list[Callback], **kwargs: Any) -> pl.Trainer:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import free_port
+
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
 NAMES = ("mixup", "cutmix", "fmix", "random_choice", "manifold_mixup", "patchup")
 
@@ -18,7 +20,7 @@ NAMES = ("mixup", "cutmix", "fmix", "random_choice", "manifold_mixup", "patchup"
 @pytest.fixture(scope="module")
 def ddp_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "MASTER_PORT": str(20000 + os.getpid() % 20000), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MASTER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], env=env, capture_output=True, text=True,
                           timeout=400, cwd=out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from conftest import make_trainer
+from conftest import free_port, make_trainer
 from ddp_gan_fit import RecordingGAN, small_gan
 from lightning_mixup.callbacks.base import mixing_seed
 from lightning_mixup.callbacks.gan_mixup import DiscriminatorMixup
@@ -149,7 +149,7 @@ def test_image_grid_tiles_row_by_row() -> None:
 
 
 def test_gan_fits_and_resumes_under_ddp_with_and_without_mixup(tmp_path: Path) -> None:
-    env = {**os.environ, "MASTER_PORT": str(20000 + (os.getpid() + 7) % 20000), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MASTER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
     script = Path(__file__).with_name("ddp_gan_fit.py")
     proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
