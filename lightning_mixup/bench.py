@@ -100,19 +100,35 @@ def _once_ms(fn: Callable[[], Any], device: torch.device) -> float:
     return 1e3 * (time.perf_counter() - start)
 
 
-def _record(method: str, mode: str, part: str, shape: Sequence[int], device: torch.device, dtype: torch.dtype,
-            ms: float, ratio: float | None) -> dict[str, Any]:
-    return {"method": method, "mode": mode, "part": part, "shape": list(shape), "device": device.type,
-            "dtype": str(dtype).removeprefix("torch."), "ms": round(ms, 4),
-            "ratio": None if ratio is None else round(ratio, 3)}
+def _record(
+    method: str,
+    mode: str,
+    part: str,
+    shape: Sequence[int],
+    device: torch.device,
+    dtype: torch.dtype,
+    ms: float,
+    ratio: float | None,
+) -> dict[str, Any]:
+    return {
+        "method": method,
+        "mode": mode,
+        "part": part,
+        "shape": list(shape),
+        "device": device.type,
+        "dtype": str(dtype).removeprefix("torch."),
+        "ms": round(ms, 4),
+        "ratio": None if ratio is None else round(ratio, 3),
+    }
 
 
 def _stubs(module: Any) -> tuple[Any, Any]:
     return SimpleNamespace(current_epoch=0, global_rank=0), module
 
 
-def bench_steps(methods: Sequence[str], shape: Sequence[int], device: torch.device, dtype: torch.dtype,
-                repeat: int) -> list[dict[str, Any]]:
+def bench_steps(
+    methods: Sequence[str], shape: Sequence[int], device: torch.device, dtype: torch.dtype, repeat: int
+) -> list[dict[str, Any]]:
     """``step`` (and ``apply`` for CutMix and FMix) of the input mixers at one shape, ÷ copy."""
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(*shape, generator=g, device=device).to(dtype)
@@ -164,8 +180,9 @@ def bench_masks(sizes: Sequence[int], n: int, device: torch.device, repeat: int)
     return records
 
 
-def bench_throughput(methods: Sequence[str], shape: Sequence[int], device: torch.device, width: int,
-                     steps: int, rounds: int) -> list[dict[str, Any]]:
+def bench_throughput(
+    methods: Sequence[str], shape: Sequence[int], device: torch.device, width: int, steps: int, rounds: int
+) -> list[dict[str, Any]]:
     """Training samples/s of a SmallCNN with each mixer ÷ without, measured in alternating rounds."""
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(*shape, generator=g, device=device)

@@ -58,7 +58,8 @@ def _run_dirs(path: Path) -> list[Path]:
         jobs = [p for p in path.iterdir() if p.is_dir() and (p / ".hydra" / "config.yaml").is_file()]
         return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
     raise FileNotFoundError(
-        f"{path} is neither a run directory (with .hydra/config.yaml) nor a Hydra multirun directory (with multirun.yaml)"
+        f"{path} is neither a run directory (with .hydra/config.yaml) "
+        "nor a Hydra multirun directory (with multirun.yaml)"
     )
 
 
@@ -79,26 +80,30 @@ def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         for run in _run_dirs(Path(path)):
             metrics = _final_test_metrics(run)
             if metrics is None:
-                warnings.warn(f"skipping {run}: no test/acc in csv/version_*/metrics.csv (unfinished run?)", stacklevel=2)
+                warnings.warn(
+                    f"skipping {run}: no test/acc in csv/version_*/metrics.csv (unfinished run?)", stacklevel=2
+                )
                 continue
             cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
             overrides_file = run / ".hydra" / "overrides.yaml"
             overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
             ece = metrics.get("test/ece")
-            runs.append({
-                "path": str(run),
-                "setting": _setting(overrides),
-                "method": _short(_select(cfg, "mix._target_")),
-                "net": _short(_select(cfg, "net._target_")),
-                "data": _short(_select(cfg, "data._target_")),
-                "epochs": _select(cfg, "trainer.max_epochs"),
-                "seed": _select(cfg, "seed"),
-                "test_error": 100.0 * (1.0 - metrics["test/acc"]),
-                "test_ece": ece,
-                "paper_error": _select(cfg, "paper.error"),
-                "paper_net": _select(cfg, "paper.net"),
-                "paper_source": _select(cfg, "paper.source"),
-            })
+            runs.append(
+                {
+                    "path": str(run),
+                    "setting": _setting(overrides),
+                    "method": _short(_select(cfg, "mix._target_")),
+                    "net": _short(_select(cfg, "net._target_")),
+                    "data": _short(_select(cfg, "data._target_")),
+                    "epochs": _select(cfg, "trainer.max_epochs"),
+                    "seed": _select(cfg, "seed"),
+                    "test_error": 100.0 * (1.0 - metrics["test/acc"]),
+                    "test_ece": ece,
+                    "paper_error": _select(cfg, "paper.error"),
+                    "paper_net": _select(cfg, "paper.net"),
+                    "paper_source": _select(cfg, "paper.source"),
+                }
+            )
     return runs
 
 
@@ -127,17 +132,19 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     rows = []
     for members in groups.values():
         first = members[0]
-        rows.append({
-            "setting": f"`{first['setting']}`",
-            "method": first["method"],
-            "net": first["net"],
-            "data": first["data"],
-            "epochs": str(first["epochs"]),
-            "seeds": ", ".join(str(run["seed"]) for run in members),
-            "test error (%)": _mean_std([run["test_error"] for run in members], 2),
-            "test ECE": _mean_std([run["test_ece"] for run in members], 3),
-            "paper error (%)": _paper(first),
-        })
+        rows.append(
+            {
+                "setting": f"`{first['setting']}`",
+                "method": first["method"],
+                "net": first["net"],
+                "data": first["data"],
+                "epochs": str(first["epochs"]),
+                "seeds": ", ".join(str(run["seed"]) for run in members),
+                "test error (%)": _mean_std([run["test_error"] for run in members], 2),
+                "test ECE": _mean_std([run["test_ece"] for run in members], 3),
+                "paper error (%)": _paper(first),
+            }
+        )
     return rows
 
 

@@ -21,7 +21,9 @@ def config_dir() -> str:
     for candidate in (here / "conf", here.parent / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
-    raise FileNotFoundError(f"lightning_mixup's configs are missing: looked in {here / 'conf'} and {here.parent / 'conf'}")
+    raise FileNotFoundError(
+        f"lightning_mixup's configs are missing: looked in {here / 'conf'} and {here.parent / 'conf'}"
+    )
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:

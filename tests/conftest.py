@@ -28,7 +28,11 @@ class UserModule(pl.LightningModule):
         if num_classes is not None:
             self.num_classes = num_classes
         self.net = nn.Sequential(
-            nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, NUM_CLASSES)
+            nn.Conv2d(channels, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, NUM_CLASSES),
         )
         self.seen: dict[str, list[Any]] = {"train": [], "val": [], "test": [], "predict": []}
 
@@ -68,7 +72,9 @@ class Recorder(Callback):
         self.at_end = at_end
         self.batches: list[list[torch.Tensor]] = []
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if not self.at_end:
             self.batches.append([t.detach().clone() for t in batch])
 

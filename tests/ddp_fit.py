@@ -21,7 +21,9 @@ class SaveTargets(pl.Callback):
     def __init__(self) -> None:
         self.targets: list[torch.Tensor] = []
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         self.targets.append(batch[1].clone())  # after the forward, where PatchUp fills its targets in
 
 
@@ -51,8 +53,16 @@ def main(out: Path) -> None:
         saver, lams = SaveTargets(), []
         record_lam(mixer, lams)
         trainer = pl.Trainer(
-            accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=3, limit_val_batches=2,
-            callbacks=[mixer, saver], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            accelerator="cpu",
+            devices=2,
+            strategy="ddp",
+            max_epochs=1,
+            limit_train_batches=3,
+            limit_val_batches=2,
+            callbacks=[mixer, saver],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
             enable_model_summary=False,
         )
         model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
@@ -71,8 +81,16 @@ def resume(out: Path) -> None:
         if ckpt is None:
             callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=2, save_top_k=-1))
         trainer = pl.Trainer(
-            accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=4, limit_val_batches=0,
-            callbacks=callbacks, logger=False, enable_checkpointing=ckpt is None, enable_progress_bar=False,
+            accelerator="cpu",
+            devices=2,
+            strategy="ddp",
+            max_epochs=1,
+            limit_train_batches=4,
+            limit_val_batches=0,
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=ckpt is None,
+            enable_progress_bar=False,
             enable_model_summary=False,
         )
         model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))

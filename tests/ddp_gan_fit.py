@@ -45,8 +45,13 @@ def small_gan(n_critic: int = 2, hidden: int = 16, noise_seed: int | None = 5) -
     torch.manual_seed(0)
     adam = partial(torch.optim.Adam, lr=1e-3)
     return RecordingGAN(
-        MLP(2, 2, hidden=hidden, depth=2), MLP(2, 1, hidden=hidden, depth=2), latent_dim=2,
-        g_optimizer=adam, d_optimizer=adam, n_critic=n_critic, noise_seed=noise_seed,
+        MLP(2, 2, hidden=hidden, depth=2),
+        MLP(2, 1, hidden=hidden, depth=2),
+        latent_dim=2,
+        g_optimizer=adam,
+        d_optimizer=adam,
+        n_critic=n_critic,
+        noise_seed=noise_seed,
     )
 
 
@@ -60,8 +65,14 @@ def fit(out: Path, name: str, mixup: bool, epochs: int, ckpt_path: str | None = 
     if checkpoint:
         callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", every_n_epochs=1, save_top_k=-1))
     trainer = pl.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp_find_unused_parameters_true", max_epochs=epochs,
-        callbacks=callbacks, logger=False, enable_checkpointing=checkpoint, enable_progress_bar=False,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_find_unused_parameters_true",
+        max_epochs=epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=checkpoint,
+        enable_progress_bar=False,
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=GaussianMixtureDataModule(batch_size=16, batches_per_epoch=8), ckpt_path=ckpt_path)

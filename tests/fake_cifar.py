@@ -90,8 +90,14 @@ def cifar10_files(per_batch: int = 20, n_test: int = 40) -> dict[str, bytes]:
     files = {}
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         data, labels = fake_images(n_test if name == "test_batch" else per_batch, seed=i)
-        files[name] = py2_pickle({b"batch_label": name, b"labels": labels.tolist(), b"data": data,
-                                  b"filenames": [f"img_{j}.png" for j in range(len(labels))]})
+        files[name] = py2_pickle(
+            {
+                b"batch_label": name,
+                b"labels": labels.tolist(),
+                b"data": data,
+                b"filenames": [f"img_{j}.png" for j in range(len(labels))],
+            }
+        )
     files["batches.meta"] = py2_pickle({b"label_names": [f"class_{k}" for k in range(10)], b"num_vis": 3072})
     return files
 
@@ -102,8 +108,14 @@ def cifar100_files(n_train: int = 100, n_test: int = 40) -> dict[str, bytes]:
     for i, (name, n) in enumerate((("train", n_train), ("test", n_test))):
         data, labels = fake_images(n, seed=10 + i)
         labels = labels * 10 + 9  # spread over 0..99
-        files[name] = py2_pickle({b"batch_label": name, b"fine_labels": labels.tolist(),
-                                  b"coarse_labels": (labels // 5).tolist(), b"data": data})
+        files[name] = py2_pickle(
+            {
+                b"batch_label": name,
+                b"fine_labels": labels.tolist(),
+                b"coarse_labels": (labels // 5).tolist(),
+                b"data": data,
+            }
+        )
     files["meta"] = py2_pickle({b"fine_label_names": [f"c{k}" for k in range(100)]})
     return files
 

@@ -98,7 +98,10 @@ def test_folder_and_archive_give_the_same_tensors(cifar10_dir: Path, cifar10_arc
 
 
 def test_md5_rejects_a_corrupt_archive_and_accepts_the_right_one(cifar10_archive: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=f"has MD5 {md5sum(cifar10_archive)}, but the official cifar-10-python.tar.gz has {CIFAR10.md5}"):
+    with pytest.raises(
+        ValueError,
+        match=f"has MD5 {md5sum(cifar10_archive)}, but the official cifar-10-python.tar.gz has {CIFAR10.md5}",
+    ):
         load_cifar(CIFAR10, cifar10_archive.parent, train=True)
     assert load_cifar(CIFAR10, cifar10_archive.parent, train=True, check_md5=False)[0].shape[0] == 100
     corrupt = tmp_path / CIFAR10.archive
@@ -124,7 +127,14 @@ def test_offline_without_files_names_the_files_and_the_folder(tmp_path: Path) ->
     with pytest.raises(FileNotFoundError) as err:
         dm.setup("fit")
     message = str(err.value)
-    for part in (str(tmp_path), "cifar-10-python.tar.gz", "cifar-10-batches-py/", CIFAR10.url, "CIFAR_DIR", "download=True"):
+    for part in (
+        str(tmp_path),
+        "cifar-10-python.tar.gz",
+        "cifar-10-batches-py/",
+        CIFAR10.url,
+        "CIFAR_DIR",
+        "download=True",
+    ):
         assert part in message
 
 
@@ -134,12 +144,16 @@ def test_download_failure_is_reported_and_leaves_nothing(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     dm = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
-    with pytest.raises(RuntimeError, match=r"could not download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz.*no network"):
+    with pytest.raises(
+        RuntimeError, match=r"could not download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz.*no network"
+    ):
         dm.prepare_data()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_checks_the_md5_before_keeping_the_file(cifar10_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_checks_the_md5_before_keeping_the_file(
+    cifar10_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     payload = cifar10_archive.read_bytes()
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(payload))
     with pytest.raises(ValueError, match="is corrupt or not the official archive"):
@@ -163,7 +177,9 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     files = cifar10_files()
     files["data_batch_3"] = pickle.dumps({b"data": _RunsCode(), b"labels": []}, protocol=4)
     write_folder(tmp_path, CIFAR10_FOLDER, files)
-    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load (posix|nt|os)\.system: not part of an official"):
+    with pytest.raises(
+        pickle.UnpicklingError, match=r"refusing to load (posix|nt|os)\.system: not part of an official"
+    ):
         load_cifar(CIFAR10, tmp_path, train=True)
 
 
@@ -200,7 +216,9 @@ def test_val_split_is_held_out_stratified_and_fixed_by_the_seed(cifar10_dir: Pat
 
     train, val = split(0)
     assert len(train) == 70 and len(val) == 30
-    rows = lambda t: {tuple(r.tolist()) for r in t.flatten(1)}
+    def rows(t: torch.Tensor) -> set[tuple[int, ...]]:
+        return {tuple(r.tolist()) for r in t.flatten(1)}
+
     assert not rows(train) & rows(val)
     assert torch.equal(split(0)[1], val) and not torch.equal(split(1)[1], val)
     with pytest.raises(ValueError, match="val_size must be smaller than the 100 training images, got 100"):
@@ -238,7 +256,7 @@ def test_training_batches_are_augmented_and_evaluation_batches_only_normalised(c
     dm = CIFAR10DataModule(data_dir=str(cifar10_dir), batch_size=100, shuffle_seed=3)
     model = _Seen()
     make_trainer([], max_epochs=1, num_sanity_val_steps=0).fit(model, datamodule=dm)
-    (x, y), = model.seen["train"]
+    ((x, y),) = model.seen["train"]
     assert isinstance(model.seen["train"][0], list) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert x.shape == (100, 3, 32, 32)
     order = list(dm.train_dataloader().sampler)
@@ -259,11 +277,18 @@ def test_resume_mid_epoch_reproduces_the_augmented_batches(cifar10_dir: Path, tm
         if ckpt_path is None:
             callbacks.append(ModelCheckpoint(dirpath=root, every_n_train_steps=9, save_top_k=-1))
         trainer = make_trainer(
-            callbacks, max_epochs=2, deterministic=True, enable_checkpointing=ckpt_path is None,
-            default_root_dir=root, num_sanity_val_steps=0, limit_val_batches=0,
+            callbacks,
+            max_epochs=2,
+            deterministic=True,
+            enable_checkpointing=ckpt_path is None,
+            default_root_dir=root,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
         )
         torch.manual_seed(0)
-        model = Classifier(SmallCNN(in_channels=3, width=4), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
+        model = Classifier(
+            SmallCNN(in_channels=3, width=4), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05)
+        )
         dm = CIFAR10DataModule(data_dir=str(cifar10_dir), batch_size=16, shuffle_seed=1, seed=2)
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         return model, recorder.batches
@@ -355,7 +380,10 @@ def test_centre_offset_and_no_flip_change_nothing() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: augment.crop(torch.rand(2, 8, 8), torch.zeros(2, 2, dtype=torch.long), 1), r"\[B, C, H, W\], got \(2, 8, 8\)"),
+        (
+            lambda: augment.crop(torch.rand(2, 8, 8), torch.zeros(2, 2, dtype=torch.long), 1),
+            r"\[B, C, H, W\], got \(2, 8, 8\)",
+        ),
         (lambda: augment.crop(torch.rand(2, 1, 8, 8), torch.full((2, 2), 3), 1), r"offsets must lie in \[0, 2\]"),
         (lambda: augment.crop(torch.rand(2, 1, 8, 8), torch.zeros(3, 2, dtype=torch.long), 1), r"shape \[2, 2\]"),
         (lambda: augment.random_crop(torch.rand(2, 1, 8, 8), -1), "padding must be an int >= 0, got -1"),

@@ -21,8 +21,9 @@ NAMES = ("mixup", "cutmix", "fmix", "random_choice", "manifold_mixup", "patchup"
 def ddp_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     env = {**os.environ, "MASTER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], env=env, capture_output=True, text=True,
-                          timeout=400, cwd=out)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out)], env=env, capture_output=True, text=True, timeout=400, cwd=out
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 

@@ -71,7 +71,11 @@ def test_one_preset_per_headline_result() -> None:
 def test_preset_composes_for_one_gpu_with_the_papers_recipe(name: str) -> None:
     cfg = _compose(name)
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1
-    method, data, net = name.split("_cifar")[0], "cifar" + name.split("_cifar")[1].split("_")[0], name.rsplit("_", 1)[-1]
+    method, data, net = (
+        name.split("_cifar")[0],
+        "cifar" + name.split("_cifar")[1].split("_")[0],
+        name.rsplit("_", 1)[-1],
+    )
     assert cfg.data._target_.endswith({"cifar10": "CIFAR10DataModule", "cifar100": "CIFAR100DataModule"}[data])
     assert cfg.dataset.num_classes == int(data.removeprefix("cifar"))
     assert cfg.net._target_.endswith({"preactresnet18": "PreActResNet18", "10": "WideResNet"}[net])
@@ -80,7 +84,9 @@ def test_preset_composes_for_one_gpu_with_the_papers_recipe(name: str) -> None:
     assert (cfg.mix or {}).get("_target_", "").endswith(expected) if expected else not cfg.mix
     scheduler = cfg.model.scheduler
     assert scheduler._target_ == "torch.optim.lr_scheduler.MultiStepLR" and "T_max" not in scheduler
-    assert list(scheduler.milestones) == sorted(scheduler.milestones) and scheduler.milestones[-1] < cfg.trainer.max_epochs
+    assert (
+        list(scheduler.milestones) == sorted(scheduler.milestones) and scheduler.milestones[-1] < cfg.trainer.max_epochs
+    )
     assert cfg.model.optimizer.lr == 0.1 and cfg.model.optimizer.weight_decay == 1e-4
     assert set(cfg.paper) >= {"error", "source"} and cfg.paper.source
     assert cfg.paper.error is None or 0 < cfg.paper.error < 100
@@ -96,8 +102,14 @@ def test_preset_composes_under_ddp(name: str) -> None:
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_runs_fast_dev_run_on_fake_cifar(name: str, data_dir: Path, tmp_path: Path) -> None:
     net = _compose(name).net._target_.rsplit(".", 1)[-1]
-    overrides = ["trainer=cpu", "trainer.fast_dev_run=true", f"data.data_dir={data_dir}", "data.batch_size=8",
-                 f"paths.output_dir={tmp_path}", *SHRINK[net]]
+    overrides = [
+        "trainer=cpu",
+        "trainer.fast_dev_run=true",
+        f"data.data_dir={data_dir}",
+        "data.batch_size=8",
+        f"paths.output_dir={tmp_path}",
+        *SHRINK[net],
+    ]
     if "patchup" in name:
         overrides.append("data.val_size=20")  # the preset holds out 5,000 of the 50,000 real images
     metrics = train(_compose(name, *overrides))

@@ -88,7 +88,9 @@ def test_conv_gan_trains_on_digits_and_saves_a_grid(tmp_path: Path, monkeypatch:
     _without_matplotlib(monkeypatch)  # matplotlib is optional: the fallback must not fail
     torch.manual_seed(0)
     module = RecordingGAN(ConvGenerator(latent_dim=8, width=8), ConvDiscriminator(width=8), latent_dim=8, n_critic=1)
-    trainer = make_trainer([DiscriminatorMixup(seed=0), GANMonitor(n_samples=16, dirpath=tmp_path)], max_steps=6, limit_train_batches=3)
+    trainer = make_trainer(
+        [DiscriminatorMixup(seed=0), GANMonitor(n_samples=16, dirpath=tmp_path)], max_steps=6, limit_train_batches=3
+    )
     trainer.fit(module, datamodule=DigitsDataModule(batch_size=8, normalize=False))
     assert module.g_steps == 3 and module.records[0][2].shape == (8, 1, 8, 8)
     saved = torch.load(tmp_path / "samples_final.pt")
@@ -111,11 +113,15 @@ def test_mode_coverage_on_hand_made_samples() -> None:
     assert (none.modes, none.high_quality) == (0, 0.0)
     outside = mode_coverage(modes.repeat(20, 1) + torch.tensor([[3.1 * std, 0.0]]), modes, std)
     assert (outside.modes, outside.high_quality) == (0, 0.0)
-    half = mode_coverage(torch.cat((modes[:1].repeat(19, 1), modes[1:2].repeat(21, 1), torch.full((40, 2), 1.0))), modes, std)
+    half = mode_coverage(
+        torch.cat((modes[:1].repeat(19, 1), modes[1:2].repeat(21, 1), torch.full((40, 2), 1.0))), modes, std
+    )
     assert (half.modes, half.high_quality) == (1, 0.5)  # 19 < min_count = 20 <= 21
 
 
-def test_monitor_logs_coverage_and_saves_samples_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_monitor_logs_coverage_and_saves_samples_without_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _without_matplotlib(monkeypatch)
     module = small_gan()
     trainer = make_trainer([GANMonitor(n_samples=300, dirpath=tmp_path, save_every_n_epochs=1)], max_epochs=2)
@@ -126,8 +132,12 @@ def test_monitor_logs_coverage_and_saves_samples_without_matplotlib(tmp_path: Pa
     assert math.isclose(float(trainer.callback_metrics["gan/high_quality"]), expected.high_quality, rel_tol=1e-6)
     assert trainer.callback_metrics["gan/iterations"] == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "samples_epoch0000.csv", "samples_epoch0000.pt", "samples_epoch0001.csv", "samples_epoch0001.pt",
-        "samples_final.csv", "samples_final.pt",
+        "samples_epoch0000.csv",
+        "samples_epoch0000.pt",
+        "samples_epoch0001.csv",
+        "samples_epoch0001.pt",
+        "samples_final.csv",
+        "samples_final.pt",
     ]
     csv = (tmp_path / "samples_final.csv").read_text().splitlines()
     assert csv[0] == "x0,x1" and len(csv) == 301
@@ -151,9 +161,13 @@ def test_image_grid_tiles_row_by_row() -> None:
 def test_gan_fits_and_resumes_under_ddp_with_and_without_mixup(tmp_path: Path) -> None:
     env = {**os.environ, "MASTER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
     script = Path(__file__).with_name("ddp_gan_fit.py")
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = {name: [torch.load(tmp_path / f"{name}-rank{r}.pt") for r in (0, 1)] for name in ("plain", "mixup", "resumed")}
+    runs = {
+        name: [torch.load(tmp_path / f"{name}-rank{r}.pt") for r in (0, 1)] for name in ("plain", "mixup", "resumed")
+    }
     for name, steps in (("plain", (4, 2)), ("mixup", (8, 4)), ("resumed", (8, 4))):  # 8 batches an epoch over 2 ranks
         rank0, rank1 = runs[name]
         assert rank0["steps"] == rank1["steps"] == steps, name
@@ -173,7 +187,11 @@ def _resume_run(root: Path, ckpt_path: str | None = None, checkpoint: bool = Fal
     if checkpoint:
         callbacks.append(ModelCheckpoint(dirpath=root, every_n_train_steps=17, save_top_k=-1))
     trainer = make_trainer(
-        callbacks, max_epochs=2, deterministic=True, enable_checkpointing=checkpoint, default_root_dir=root,
+        callbacks,
+        max_epochs=2,
+        deterministic=True,
+        enable_checkpointing=checkpoint,
+        default_root_dir=root,
     )
     trainer.fit(module, datamodule=_data(batches=10, seed=1), ckpt_path=ckpt_path)
     return module
@@ -218,7 +236,9 @@ def test_callback_on_a_classifier_fails_clearly() -> None:
 
 def test_data_of_the_wrong_shape_fails_clearly() -> None:
     module = RecordingGAN(MLP(2, 2), MLP(64, 1), latent_dim=2)
-    with pytest.raises(ValueError, match=r"generator makes samples of shape \[2\] but the data's samples have shape \[1, 8, 8\]"):
+    with pytest.raises(
+        ValueError, match=r"generator makes samples of shape \[2\] but the data's samples have shape \[1, 8, 8\]"
+    ):
         make_trainer([]).fit(module, datamodule=DigitsDataModule())
     module = RecordingGAN(MLP(2, 2), MLP(2, 3), latent_dim=2)
     with pytest.raises(ValueError, match=r"one logit per sample, \[32\] or \[32, 1\], got shape \[32, 3\]"):
@@ -234,7 +254,10 @@ def test_data_of_the_wrong_shape_fails_clearly() -> None:
         (lambda: RecordingGAN(MLP(), MLP(), latent_dim=2, n_critic=0), "n_critic must be a positive int, got 0"),
         (lambda: RecordingGAN(MLP(), "mlp", latent_dim=2), "discriminator must be an nn.Module, got str"),
         (lambda: ConvGenerator(image_size=10), "image_size must be a multiple of 4 .*, got 10"),
-        (lambda: mode_coverage(torch.zeros(5, 3), mixture_modes("ring8"), 0.02), "samples must have shape \\[N, 2\\] .* got \\[5, 3\\]"),
+        (
+            lambda: mode_coverage(torch.zeros(5, 3), mixture_modes("ring8"), 0.02),
+            "samples must have shape \\[N, 2\\] .* got \\[5, 3\\]",
+        ),
     ],
 )
 def test_bad_arguments_are_quoted(build, message: str) -> None:
@@ -273,7 +296,12 @@ def test_gan_configs_compose_and_run_fast_dev_run(overrides: tuple[str, ...], tm
 def test_paper_preset_has_the_papers_settings(tmp_path: Path) -> None:
     cfg = _compose(tmp_path, "gan_preset=paper")
     assert (cfg.gan_net.hidden, cfg.gan_net.depth, cfg.gan_net.latent_dim, cfg.data.batch_size) == (512, 3, 2, 128)
-    assert (cfg.model.n_critic, cfg.model.d_optimizer.lr, cfg.model.g_optimizer.lr, cfg.mix.alpha) == (5, 1e-3, 1e-3, 0.2)
+    assert (cfg.model.n_critic, cfg.model.d_optimizer.lr, cfg.model.g_optimizer.lr, cfg.mix.alpha) == (
+        5,
+        1e-3,
+        1e-3,
+        0.2,
+    )
     assert cfg.trainer.max_epochs * cfg.data.batches_per_epoch // cfg.model.n_critic == 20_000
 
 
@@ -284,9 +312,21 @@ def test_gan_mixup_on_the_classifier_config_fails_clearly(tmp_path: Path) -> Non
 
 def test_gan_multirun_sweeps_plain_and_mixup(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lightning_mixup.train", "--config-name", "gan", "-m", "mix=none,gan_mixup",
-         "trainer.fast_dev_run=true", f"hydra.sweep.dir={tmp_path}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "lightning_mixup.train",
+            "--config-name",
+            "gan",
+            "-m",
+            "mix=none,gan_mixup",
+            "trainer.fast_dev_run=true",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "DiscriminatorMixup" in (tmp_path / "1" / ".hydra" / "config.yaml").read_text()

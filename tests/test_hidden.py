@@ -32,8 +32,13 @@ class Custom(nn.Module):
 
 def sequential() -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, NUM_CLASSES),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, NUM_CLASSES),
     )
 
 
@@ -74,7 +79,9 @@ CASES = [(sequential, "0"), (sequential, "2"), (Custom, "stem"), (Custom, "block
 
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize(("make_net", "layer"), CASES)
-def test_manifold_mixup_equals_tail_of_mixed_head(make_net: Any, layer: str, per_sample: bool, monkeypatch: Any) -> None:
+def test_manifold_mixup_equals_tail_of_mixed_head(
+    make_net: Any, layer: str, per_sample: bool, monkeypatch: Any
+) -> None:
     torch.manual_seed(0)
     net = make_net()
     module = module_with(net)
@@ -85,7 +92,7 @@ def test_manifold_mixup_equals_tail_of_mixed_head(make_net: Any, layer: str, per
     x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
     mixed = cb.mix(x, y, NUM_CLASSES, g)
     out = module(x)
-    (_, index, lam), = spy.calls
+    ((_, index, lam),) = spy.calls
     head, tail = _split(net, layer)
     h = head(x)
     lam_b = lam.view(-1, 1, 1, 1) if lam.ndim else lam
@@ -100,12 +107,21 @@ def test_manifold_mixup_equals_tail_of_mixed_head(make_net: Any, layer: str, per
 @pytest.mark.parametrize("shared_mask", [False, True])
 @pytest.mark.parametrize("mode", ["soft", "hard"])
 @pytest.mark.parametrize(("make_net", "layer"), CASES)
-def test_patchup_equals_tail_of_patched_head(make_net: Any, layer: str, mode: str, shared_mask: bool, monkeypatch: Any) -> None:
+def test_patchup_equals_tail_of_patched_head(
+    make_net: Any, layer: str, mode: str, shared_mask: bool, monkeypatch: Any
+) -> None:
     torch.manual_seed(0)
     net = make_net()
     module = module_with(net)
-    cb = PatchUp(layers=[f"net.{layer}"], mode=mode, block_size=3, gamma=0.5, include_input=False,
-                 shared_mask=shared_mask, num_classes=NUM_CLASSES)
+    cb = PatchUp(
+        layers=[f"net.{layer}"],
+        mode=mode,
+        block_size=3,
+        gamma=0.5,
+        include_input=False,
+        shared_mask=shared_mask,
+        num_classes=NUM_CLASSES,
+    )
     spy = Spy(patchup_module.patchup)
     monkeypatch.setattr(patchup_module, "patchup", spy)
     g = _setup(cb, module)
@@ -113,7 +129,7 @@ def test_patchup_equals_tail_of_patched_head(make_net: Any, layer: str, mode: st
     mixed = cb.mix(x, y, NUM_CLASSES, g)
     assert torch.isnan(mixed.target).all()  # filled in by the forward
     out = module(x)
-    (_, index, lam, holes, _mode), = spy.calls
+    ((_, index, lam, holes, _mode),) = spy.calls
     assert holes.shape == ((1,) if shared_mask else (6,)) + (8, 8, 8)
     assert set(holes.unique().tolist()) <= {0.0, 1.0}
     head, tail = _split(net, layer)
@@ -139,7 +155,11 @@ MIXERS = {
     "patchup_soft": lambda **kw: PatchUp(layers=["net.0", "net.2"], block_size=3, **kw),
     "patchup_hard": lambda **kw: PatchUp(layers=["net.0", "net.2"], mode="hard", block_size=3, **kw),
     "random_choice": lambda **kw: RandomChoice(
-        [ManifoldMixup(layers=["net.0"], include_input=False), PatchUp(layers=["net.2"], block_size=3, p=1.0, include_input=False)], **kw
+        [
+            ManifoldMixup(layers=["net.0"], include_input=False),
+            PatchUp(layers=["net.2"], block_size=3, p=1.0, include_input=False),
+        ],
+        **kw,
     ),
 }
 
@@ -219,8 +239,10 @@ def test_bf16_autocast_and_channels_last() -> None:
     def check(module: nn.Module, args: Any, output: torch.Tensor) -> None:
         formats.append((output.dtype, output.is_contiguous(memory_format=torch.channels_last)))
 
-    for make in (lambda: ManifoldMixup(layers=["net.0"], include_input=False),
-                 lambda: PatchUp(layers=["net.0"], block_size=3, include_input=False, p=1.0)):
+    for make in (
+        lambda: ManifoldMixup(layers=["net.0"], include_input=False),
+        lambda: PatchUp(layers=["net.0"], block_size=3, include_input=False, p=1.0),
+    ):
         module = ChannelsLast()
         module.net = sequential().to(memory_format=torch.channels_last)
         module.net[1].register_forward_hook(check)

@@ -51,7 +51,14 @@ def test_every_mix_config_composes_and_runs_fast_dev_run(mix: str, tmp_path: Pat
         ("mix=manifold_mixup", "net=preact_resnet18", "net.width=8", "data.batch_size=8", "data.image_size=16"),
         ("mix=manifold_mixup", "data=moons", "net=mlp", "mix.per_sample=true"),
         ("mix=patchup", "mix.mode=hard", "mix.block_size=3", "mix.shared_mask=true"),
-        ("mix=patchup", "net=preact_resnet18", "net.width=8", "data.batch_size=8", "data.image_size=16", "mix.block_size=5"),
+        (
+            "mix=patchup",
+            "net=preact_resnet18",
+            "net.width=8",
+            "data.batch_size=8",
+            "data.image_size=16",
+            "mix.block_size=5",
+        ),
     ],
 )
 def test_other_groups_compose_and_run(overrides: tuple[str, ...], tmp_path: Path) -> None:
@@ -107,13 +114,22 @@ def _run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
 
 def test_multirun_sweeps_methods(tmp_path: Path) -> None:
     _run(
-        [sys.executable, "-m", "lightning_mixup.train", "-m", "mix=none,cutmix", "trainer.fast_dev_run=true",
-         f"hydra.sweep.dir={tmp_path}"],
+        [
+            sys.executable,
+            "-m",
+            "lightning_mixup.train",
+            "-m",
+            "mix=none,cutmix",
+            "trainer.fast_dev_run=true",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
         cwd=tmp_path,
     )
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
     assert "_target_: lightning_mixup.CutMix" in (tmp_path / "1" / ".hydra" / "config.yaml").read_text()
-    assert "lightning_mixup" not in (tmp_path / "0" / ".hydra" / "config.yaml").read_text().split("mix:")[1].split("\n")[0]
+    assert (
+        "lightning_mixup" not in (tmp_path / "0" / ".hydra" / "config.yaml").read_text().split("mix:")[1].split("\n")[0]
+    )
 
 
 def test_console_script_runs(tmp_path: Path) -> None:
@@ -128,7 +144,9 @@ def test_configs_are_found_from_a_wheel_run_in_another_directory(tmp_path: Path)
     dist = tmp_path / "dist"
     proc = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if proc.returncode != 0 and "hatchling" in proc.stdout + proc.stderr:
         pytest.skip("the build backend could not be installed (offline?)")
@@ -143,10 +161,17 @@ def test_configs_are_found_from_a_wheel_run_in_another_directory(tmp_path: Path)
     elsewhere.mkdir()
     proc = _run(
         [sys.executable, "-m", "lightning_mixup.train", "mix=cutmix", "trainer.fast_dev_run=true"],
-        cwd=elsewhere, PYTHONPATH=str(site),
+        cwd=elsewhere,
+        PYTHONPATH=str(site),
     )
-    assert str(site / "lightning_mixup" / "conf") in subprocess.run(
-        [sys.executable, "-c", "from lightning_mixup.train import config_dir; print(config_dir())"],
-        cwd=elsewhere, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
-    ).stdout
+    assert (
+        str(site / "lightning_mixup" / "conf")
+        in subprocess.run(
+            [sys.executable, "-c", "from lightning_mixup.train import config_dir; print(config_dir())"],
+            cwd=elsewhere,
+            env={**os.environ, "PYTHONPATH": str(site)},
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     assert "test accuracy" in proc.stdout + proc.stderr

@@ -24,7 +24,9 @@ MIXUP_CONFIG = {
 }
 
 
-def _write_run(run: Path, config: dict, overrides: list[str], acc: float | None, ece: float = 0.03, version: int = 0) -> Path:
+def _write_run(
+    run: Path, config: dict, overrides: list[str], acc: float | None, ece: float = 0.03, version: int = 0
+) -> Path:
     (run / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(config), run / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(overrides), run / ".hydra" / "overrides.yaml")
@@ -46,8 +48,13 @@ def test_seeds_of_one_setting_are_aggregated_beside_the_paper(tmp_path: Path) ->
     (sweep).mkdir()
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
     for job, (seed, acc) in enumerate([(0, 0.958), (1, 0.956), (2, 0.960)]):
-        _write_run(sweep / str(job), _seeded(MIXUP_CONFIG, seed),
-                   ["+experiment=mixup_cifar10_preactresnet18", f"seed={seed}", "data.data_dir=/data"], acc, 0.02 + job / 100)
+        _write_run(
+            sweep / str(job),
+            _seeded(MIXUP_CONFIG, seed),
+            ["+experiment=mixup_cifar10_preactresnet18", f"seed={seed}", "data.data_dir=/data"],
+            acc,
+            0.02 + job / 100,
+        )
     erm = {**MIXUP_CONFIG, "mix": None, "paper": {"error": 5.6, "source": "mixup Table 2, ERM"}}
     single = _write_run(tmp_path / "erm", erm, ["+experiment=erm_cifar10_preactresnet18"], 0.944)
 
@@ -60,7 +67,9 @@ def test_seeds_of_one_setting_are_aggregated_beside_the_paper(tmp_path: Path) ->
     rows = aggregate(runs)
     assert len(rows) == 2
     errors = [4.2, 4.4, 4.0]
-    assert rows[0]["test error (%)"] == f"{statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f}" == "4.20 ± 0.20"
+    assert (
+        rows[0]["test error (%)"] == f"{statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f}" == "4.20 ± 0.20"
+    )
     assert rows[0]["test ECE"] == "0.030 ± 0.010" and rows[0]["seeds"] == "0, 1, 2"
     assert rows[0]["paper error (%)"] == "4.2 (mixup Table 2)"
     assert rows[0]["setting"] == "`+experiment=mixup_cifar10_preactresnet18`"
@@ -75,7 +84,9 @@ def test_seeds_of_one_setting_are_aggregated_beside_the_paper(tmp_path: Path) ->
 def test_a_paper_number_for_another_net_and_a_missing_one_are_labelled(tmp_path: Path) -> None:
     cutmix = {**MIXUP_CONFIG, "paper": {"error": 14.23, "net": "PyramidNet-200", "source": "CutMix"}}
     patchup = {**MIXUP_CONFIG, "paper": {"error": None, "source": "PatchUp Table 1, not verified"}}
-    rows = aggregate(collect([_write_run(tmp_path / "a", cutmix, ["x=1"], 0.8), _write_run(tmp_path / "b", patchup, ["x=2"], 0.8)]))
+    rows = aggregate(
+        collect([_write_run(tmp_path / "a", cutmix, ["x=1"], 0.8), _write_run(tmp_path / "b", patchup, ["x=2"], 0.8)])
+    )
     assert rows[0]["paper error (%)"] == "14.23 (PyramidNet-200; CutMix)"
     assert rows[1]["paper error (%)"] == "— (PatchUp Table 1, not verified)"
     no_paper = {k: v for k, v in MIXUP_CONFIG.items() if k != "paper"}
@@ -94,14 +105,25 @@ def test_the_latest_log_version_wins_and_unfinished_runs_are_skipped(tmp_path: P
 def test_main_prints_the_table_and_refuses_other_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = _write_run(tmp_path / "run", _seeded(MIXUP_CONFIG, 3), ["seed=3"], 0.95)
     assert main([str(run)]) == 0
-    assert "| `defaults` | MixUp | PreActResNet18 | CIFAR10DataModule | 200 | 3 | 5.00 | 0.030 | 4.2 (mixup Table 2) |" in capsys.readouterr().out
+    assert (
+        "| `defaults` | MixUp | PreActResNet18 | CIFAR10DataModule | 200 | 3 | 5.00 | 0.030 | 4.2 (mixup Table 2) |"
+        in capsys.readouterr().out
+    )
     assert main([str(tmp_path)]) == 2
     assert f"{tmp_path} is neither a run directory" in capsys.readouterr().err
 
 
 def test_a_real_training_run_is_collected(tmp_path: Path) -> None:
-    overrides = ["mix=cutmix", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-                 "+trainer.limit_test_batches=1", "callbacks=none", "net.width=4", "seed=7"]
+    overrides = [
+        "mix=cutmix",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "callbacks=none",
+        "net.width=4",
+        "seed=7",
+    ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={tmp_path}"])

@@ -25,14 +25,21 @@ def _model() -> Classifier:
     return Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
 
 
-def _run(mixer: pl.Callback, root: Path, ckpt_path: str | None = None, checkpoint: bool = False) -> tuple[Any, list[Any]]:
+def _run(
+    mixer: pl.Callback, root: Path, ckpt_path: str | None = None, checkpoint: bool = False
+) -> tuple[Any, list[Any]]:
     recorder = Recorder(at_end=True)
     callbacks: list[pl.Callback] = [mixer, recorder]
     if checkpoint:
         callbacks.append(ModelCheckpoint(dirpath=root, every_n_train_steps=CHECKPOINT_STEP, save_top_k=-1))
     trainer = make_trainer(
-        callbacks, max_epochs=2, deterministic=True, enable_checkpointing=checkpoint, default_root_dir=root,
-        num_sanity_val_steps=0, limit_val_batches=0,
+        callbacks,
+        max_epochs=2,
+        deterministic=True,
+        enable_checkpointing=checkpoint,
+        default_root_dir=root,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
     model = _model()
     trainer.fit(model, datamodule=DigitsDataModule(batch_size=128, shuffle_seed=1), ckpt_path=ckpt_path)
@@ -42,7 +49,9 @@ def _run(mixer: pl.Callback, root: Path, ckpt_path: str | None = None, checkpoin
 MIXERS = {
     "mixup_per_sample_p": lambda: MixUp(alpha=0.4, per_sample=True, p=0.7, seed=11),
     "fmix": lambda: FMix(alpha=1.0, seed=11),
-    "random_choice": lambda: RandomChoice([MixUp(alpha=0.8), CutMix(per_sample=True)], weights=[0.3, 0.7], p=0.8, seed=11),
+    "random_choice": lambda: RandomChoice(
+        [MixUp(alpha=0.8), CutMix(per_sample=True)], weights=[0.3, 0.7], p=0.8, seed=11
+    ),
     "manifold_mixup": lambda: ManifoldMixup(layers=["net.layer1", "net.layer2"], per_sample=True, seed=11),
     "patchup_hard": lambda: PatchUp(layers=["net.layer1"], mode="hard", block_size=3, seed=11),
 }

@@ -23,7 +23,12 @@ def test_named_stages_and_their_shapes() -> None:
     for name in ("stem", "layer1", "layer2", "layer3"):
         getattr(model, name).register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape)))
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
-    assert shapes == {"stem": (2, 4, 32, 32), "layer1": (2, 8, 32, 32), "layer2": (2, 16, 16, 16), "layer3": (2, 32, 8, 8)}
+    assert shapes == {
+        "stem": (2, 4, 32, 32),
+        "layer1": (2, 8, 32, 32),
+        "layer2": (2, 16, 16, 16),
+        "layer3": (2, 32, 8, 8),
+    }
 
 
 def test_dropout_acts_in_training_only() -> None:

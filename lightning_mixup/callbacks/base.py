@@ -111,7 +111,8 @@ class SeededCallback(Callback):
         else:
             if self._pending_state is not None:
                 rank_zero_warn(
-                    f"{type(self).__name__}: the checkpoint's generator ran on {self._pending_device_type}, this run on "
+                    f"{type(self).__name__}: the checkpoint's generator ran on {self._pending_device_type}, "
+                    "this run on "
                     f"{device.type}; reseeding, so the draws will differ from the uninterrupted run"
                 )
             generator.manual_seed(self._seed)
@@ -172,7 +173,8 @@ class MixingCallback(SeededCallback, ABC):
 
     @abstractmethod
     def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch | None:
-        """Mix one batch with draws from ``generator`` (None: leave it unmixed); ``x`` and ``target`` are not modified."""
+        """Mix one batch with draws from ``generator`` (None: leave it unmixed); ``x`` and ``target`` are not
+        modified."""
 
     def _hparams(self) -> dict[str, Any]:
         """The hyper-parameters that name this callback's ``state_key``."""

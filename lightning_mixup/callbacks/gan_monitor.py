@@ -88,7 +88,10 @@ class GANMonitor(Callback):
         """``n_samples`` samples from the fixed noise of ``seed`` (the same every epoch), on the CPU."""
         sample = getattr(pl_module, "sample", None)
         if not callable(sample):
-            raise TypeError(f"{type(self).__name__} needs a module with a `sample(n, generator=...)` method, got {type(pl_module).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a module with a `sample(n, generator=...)` method, "
+                f"got {type(pl_module).__name__}"
+            )
         return sample(self.n_samples, generator=torch.Generator().manual_seed(self.seed)).detach().float().cpu()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -118,7 +121,10 @@ class GANMonitor(Callback):
             from matplotlib.figure import Figure
         except ImportError:
             if not self._said_no_matplotlib:
-                rank_zero_info(f"{type(self).__name__}: matplotlib is not installed; samples saved as .pt (2-D samples also as .csv) in {root}")
+                rank_zero_info(
+                    f"{type(self).__name__}: matplotlib is not installed; samples saved as .pt "
+                    f"(2-D samples also as .csv) in {root}"
+                )
                 self._said_no_matplotlib = True
             if samples.ndim == 2:
                 header = ",".join(f"x{i}" for i in range(samples.shape[1]))

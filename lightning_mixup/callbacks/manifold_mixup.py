@@ -38,7 +38,13 @@ class ManifoldMixup(HiddenStateMixer):
 
     def mix_input(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
         return mixup_batch(
-            x, target, num_classes, self.alpha, per_sample=self.per_sample, partner=self.partner, generator=generator,
+            x,
+            target,
+            num_classes,
+            self.alpha,
+            per_sample=self.per_sample,
+            partner=self.partner,
+            generator=generator,
             out=self.buffer_for(x),
         )
 

@@ -33,9 +33,7 @@ class RandomChoice(MixingCallback):
         >>> choice = RandomChoice([MixUp(alpha=0.8), CutMix(alpha=1.0)], weights=[0.5, 0.5])
     """
 
-    def __init__(
-        self, mixers: Sequence[MixingCallback], weights: Sequence[float] | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, mixers: Sequence[MixingCallback], weights: Sequence[float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         mixers = list(mixers)
         if not mixers:

@@ -229,9 +229,7 @@ def _read_files(spec: CIFARSpec, data_dir: Path, names: tuple[str, ...], check_m
         return {name: tar.extractfile(members[f"{spec.folder}/{name}"]).read() for name in names}  # type: ignore[union-attr]
 
 
-def load_cifar(
-    spec: CIFARSpec, data_dir: str | Path, train: bool, check_md5: bool = True
-) -> tuple[Tensor, Tensor]:
+def load_cifar(spec: CIFARSpec, data_dir: str | Path, train: bool, check_md5: bool = True) -> tuple[Tensor, Tensor]:
     """Images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]`` of the training (50,000) or test (10,000) set.
 
     Example:
@@ -340,7 +338,9 @@ class CIFARDataModule(InMemoryDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Scale to [0, 1], augment (training only) and normalise the batch on its device."""
         if not isinstance(batch, list) or len(batch) != 2 or not isinstance(batch[0], Tensor):
-            raise TypeError(f"{type(self).__name__} expects the list batch [x, y] of its own loaders, got {type(batch).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} expects the list batch [x, y] of its own loaders, got {type(batch).__name__}"
+            )
         x = batch[0]
         if x.dtype != torch.uint8 or x.shape[1:] != _IMAGE_SHAPE:
             raise ValueError(f"expected uint8 images [B, 3, 32, 32] from the loader, got {x.dtype} {tuple(x.shape)}")

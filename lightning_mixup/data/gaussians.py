@@ -55,9 +55,7 @@ def mixture_modes(name: str) -> Tensor:
     return torch.cartesian_prod(axis, axis)
 
 
-def sample_mixture(
-    name: str, n: int, std: float | None = None, generator: torch.Generator | None = None
-) -> Tensor:
+def sample_mixture(name: str, n: int, std: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """``n`` samples float32 ``[n, 2]`` from an equal-weight mixture (``std`` None: its default).
 
     Example:
@@ -80,9 +78,7 @@ class ModeCoverage:
     counts: Tensor
 
 
-def mode_coverage(
-    samples: Tensor, modes: Tensor, std: float, n_std: float = 3.0, min_count: int = 20
-) -> ModeCoverage:
+def mode_coverage(samples: Tensor, modes: Tensor, std: float, n_std: float = 3.0, min_count: int = 20) -> ModeCoverage:
     """Mode coverage of ``samples [N, D]`` for a mixture with ``modes [K, D]`` and isotropic ``std``.
 
     A sample is high quality when its distance to the nearest mode is at most ``n_std · std``; a mode is
@@ -165,7 +161,8 @@ class GaussianMixtureDataModule(lightning.LightningDataModule):
             self.train_set = TensorDataset(sample_mixture(self.name, n, self.mode_std, generator))
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training loader: order fixed by ``(shuffle_seed, epoch)``, resumable mid-epoch, sharded under DDP."""
+        """Shuffled training loader: order fixed by ``(shuffle_seed, epoch)``, resumable mid-epoch, sharded
+        under DDP."""
         if self.train_set is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must be called before requesting loaders")
         sampler = EpochSampler(self.train_set, shuffle=True, seed=self.shuffle_seed)

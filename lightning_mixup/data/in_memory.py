@@ -36,9 +36,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
     if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction!r} + {test_fraction!r}"
-        )
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction!r} + {test_fraction!r}")
 
 
 def split_indices(
@@ -70,10 +68,7 @@ def split_indices(
     n_test = round(n * test_fraction)
     n_val = round(n * val_fraction)
     if n - n_test - n_val <= 0:
-        raise ValueError(
-            f"fractions val={val_fraction!r}, test={test_fraction!r} leave no training "
-            f"samples out of {n}"
-        )
+        raise ValueError(f"fractions val={val_fraction!r}, test={test_fraction!r} leave no training samples out of {n}")
     test = interleaved[:n_test]
     val = interleaved[n_test : n_test + n_val]
     train = interleaved[n_test + n_val :]
@@ -138,7 +133,8 @@ class InMemoryDataModule(lightning.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training loader: order fixed by ``(shuffle_seed, epoch)``, resumable mid-epoch, sharded under DDP."""
+        """Shuffled training loader: order fixed by ``(shuffle_seed, epoch)``, resumable mid-epoch, sharded
+        under DDP."""
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:

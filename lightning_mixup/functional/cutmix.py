@@ -46,7 +46,8 @@ def sample_boxes(
 
 
 def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
-    """Boolean mask that is True inside each box: ``[1, 1, H, W]`` for boxes ``[4]``, ``[B, 1, H, W]`` for ``[B, 4]``."""
+    """Boolean mask that is True inside each box: ``[1, 1, H, W]`` for boxes ``[4]``, ``[B, 1, H, W]`` for
+    ``[B, 4]``."""
     rows, cols = _box_spans(boxes, height, width)
     return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
 

@@ -27,7 +27,8 @@ def fourier_noise(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """``n`` real images ``[n, H, W]`` of Gaussian noise whose spectrum decays as ``1 / max(f, 1/max(H, W))^decay_power``.
+    """``n`` real images ``[n, H, W]`` of Gaussian noise whose spectrum decays as
+    ``1 / max(f, 1/max(H, W))^decay_power``.
 
     Built in one batched ``torch.fft.irfft2``; drawn on the generator's device (else ``device``).
 

@@ -38,7 +38,8 @@ def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float3
     if not target.is_floating_point():
         if target.ndim != 1 or target.dtype == torch.bool:
             raise ValueError(
-                f"integer targets must be class indices of shape [B], got dtype {target.dtype} shape {list(target.shape)}"
+                f"integer targets must be class indices of shape [B], "
+                f"got dtype {target.dtype} shape {list(target.shape)}"
             )
         bad = (target < 0) | (target >= num_classes)
         if bool(bad.any()):

@@ -21,6 +21,4 @@ def check_input(x: object, ndim: int | None = None, method: str = "mixing") -> T
 def check_same_batch(x: Tensor, target: Tensor) -> None:
     """Raise if the input and the targets disagree on the batch size."""
     if target.ndim == 0 or target.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"input has batch size {x.shape[0]} but targets have shape {list(target.shape)}"
-        )
+        raise ValueError(f"input has batch size {x.shape[0]} but targets have shape {list(target.shape)}")

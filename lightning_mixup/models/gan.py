@@ -136,7 +136,8 @@ class GANModule(pl.LightningModule):
     # ---- sampling ------------------------------------------------------------------------------
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` noise vectors ``[n, latent_dim]`` from ``generator`` (default: the module's own), on the module's device."""
+        """``n`` noise vectors ``[n, latent_dim]`` from ``generator`` (default: the module's own), on the
+        module's device."""
         if generator is None:
             generator = self._noise_generator()
         return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
@@ -183,7 +184,8 @@ class GANModule(pl.LightningModule):
         if fake.shape != real.shape:
             raise ValueError(
                 f"the generator makes samples of shape {list(fake.shape[1:])} but the data's samples have shape "
-                f"{list(real.shape[1:])}; pair the nets with the data (e.g. an MLP for 2-D points, conv nets for images)"
+                f"{list(real.shape[1:])}; pair the nets with the data "
+                "(e.g. an MLP for 2-D points, conv nets for images)"
             )
         inputs, targets = self.discriminator_batch(real, fake)
         d_loss = F.binary_cross_entropy_with_logits(self._logits(inputs), targets.float())

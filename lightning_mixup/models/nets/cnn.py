@@ -29,9 +29,7 @@ class SmallCNN(nn.Module):
         torch.Size([4, 10])
     """
 
-    def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, width: int = 32, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, dropout: float = 0.0) -> None:
         super().__init__()
         check_positive_int("in_channels", in_channels)
         check_positive_int("num_classes", num_classes)
@@ -41,9 +39,7 @@ class SmallCNN(nn.Module):
         self.layer2 = nn.Sequential(*_conv_bn_relu(width, 2 * width), nn.MaxPool2d(2))
         self.layer3 = nn.Sequential(*_conv_bn_relu(2 * width, 4 * width))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, num_classes)
-        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         """Map images ``[B, C, H, W]`` to logits ``[B, num_classes]``."""

@@ -46,9 +46,7 @@ class MLP(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         widths = [in_features] + [hidden] * depth
         act = ACTIVATIONS[activation]
-        self.layers = nn.Sequential(
-            *(nn.Sequential(nn.Linear(i, o), act()) for i, o in zip(widths, widths[1:]))
-        )
+        self.layers = nn.Sequential(*(nn.Sequential(nn.Linear(i, o), act()) for i, o in zip(widths, widths[1:])))
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

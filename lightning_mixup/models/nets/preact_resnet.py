@@ -98,6 +98,4 @@ class PreActResNet18(PreActResNet):
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64) -> None:
-        super().__init__(
-            (2, 2, 2, 2), in_channels=in_channels, num_classes=num_classes, width=width
-        )
+        super().__init__((2, 2, 2, 2), in_channels=in_channels, num_classes=num_classes, width=width)
