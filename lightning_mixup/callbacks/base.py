@@ -322,6 +322,16 @@ class Mixer(MixingCallback):
     def _hparams(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "per_sample": self.per_sample, "partner": self.partner, "p": self.p}
 
+    def batch_options(self, x: Tensor, generator: torch.Generator) -> dict[str, Any]:
+        """The keyword arguments every ``*_batch`` op takes from this mixer: per-sample mode, partner,
+        generator and output buffer."""
+        return {
+            "per_sample": self.per_sample,
+            "partner": self.partner,
+            "generator": generator,
+            "out": self.buffer_for(x),
+        }
+
     def buffer_for(self, x: Tensor) -> Tensor | None:
         """The buffer the mixed input is written into (None: out of place): kept while ``x``'s shape, dtype,
         device and memory format stay the same."""

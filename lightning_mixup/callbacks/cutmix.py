@@ -22,13 +22,4 @@ class CutMix(Mixer):
     """
 
     def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
-        return cutmix_batch(
-            x,
-            target,
-            num_classes,
-            self.alpha,
-            per_sample=self.per_sample,
-            partner=self.partner,
-            generator=generator,
-            out=self.buffer_for(x),
-        )
+        return cutmix_batch(x, target, num_classes, self.alpha, **self.batch_options(x, generator))

@@ -54,8 +54,5 @@ class FMix(Mixer):
             decay_power=self.decay_power,
             max_soft=self.max_soft,
             reformulate=self.reformulate,
-            per_sample=self.per_sample,
-            partner=self.partner,
-            generator=generator,
-            out=self.buffer_for(x),
+            **self.batch_options(x, generator),
         )

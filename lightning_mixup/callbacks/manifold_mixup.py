@@ -37,16 +37,7 @@ class ManifoldMixup(HiddenStateMixer):
         super().__init__(layers, include_input, alpha=alpha, **kwargs)
 
     def mix_input(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
-        return mixup_batch(
-            x,
-            target,
-            num_classes,
-            self.alpha,
-            per_sample=self.per_sample,
-            partner=self.partner,
-            generator=generator,
-            out=self.buffer_for(x),
-        )
+        return mixup_batch(x, target, num_classes, self.alpha, **self.batch_options(x, generator))
 
     def plan(self, probs: Tensor, index: Tensor, lam: Tensor, generator: torch.Generator) -> tuple[HiddenMix, Tensor]:
         batch, name = probs.shape[0], type(self).__name__

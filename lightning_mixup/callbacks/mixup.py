@@ -21,13 +21,4 @@ class MixUp(Mixer):
     """
 
     def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
-        return mixup_batch(
-            x,
-            target,
-            num_classes,
-            self.alpha,
-            per_sample=self.per_sample,
-            partner=self.partner,
-            generator=generator,
-            out=self.buffer_for(x),
-        )
+        return mixup_batch(x, target, num_classes, self.alpha, **self.batch_options(x, generator))

@@ -84,16 +84,7 @@ class PatchUp(HiddenStateMixer):
         return {**super()._hparams(), "mode": self.mode, "block_size": self.block_size, "gamma": self.gamma}
 
     def mix_input(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
-        return cutmix_batch(
-            x,
-            target,
-            num_classes,
-            self.alpha,
-            per_sample=self.per_sample,
-            partner=self.partner,
-            generator=generator,
-            out=self.buffer_for(x),
-        )
+        return cutmix_batch(x, target, num_classes, self.alpha, **self.batch_options(x, generator))
 
     def plan(self, probs: Tensor, index: Tensor, lam: Tensor, generator: torch.Generator) -> tuple[HiddenMix, Tensor]:
         batch = probs.shape[0]
