@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lightning_mixup.checks import check_positive_int
 from lightning_mixup.data.gaussians import mode_coverage
-from lightning_mixup.data.in_memory import check_positive_int
 
 GRID_IMAGES = 64  # an 8 x 8 grid of generated images
 

@@ -28,8 +28,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
+from lightning_mixup.checks import check_bool, check_int
 from lightning_mixup.data.augment import crop, hflip, normalize, sample_crop_offsets, sample_flips
-from lightning_mixup.data.in_memory import InMemoryDataModule, check_bool, check_int, split_indices
+from lightning_mixup.data.in_memory import InMemoryDataModule, split_indices
 
 _IMAGE_SHAPE = (3, 32, 32)
 _PADDING = 4

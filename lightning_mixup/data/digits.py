@@ -14,14 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from lightning_mixup.data.in_memory import (
-    InMemoryDataModule,
-    check_bool,
-    check_fractions,
-    check_int,
-    check_positive_int,
-    split_indices,
-)
+from lightning_mixup.checks import check_bool, check_int, check_positive_int
+from lightning_mixup.data.in_memory import InMemoryDataModule, check_fractions, split_indices
 
 _DIGITS_FILE = "digits.pt"
 _MAX_PIXEL = 16.0

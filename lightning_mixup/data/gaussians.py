@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_mixup.data.in_memory import check_int, check_positive_int
+from lightning_mixup.checks import check_int, check_positive_int
 from lightning_mixup.data.resumable import EpochSampler, ResumableDataLoader
 
 MIXTURES: tuple[str, ...] = ("ring8", "grid25")

@@ -1,4 +1,4 @@
-"""Shared helpers for the in-memory datamodules: argument checks, splits, loaders."""
+"""Shared helpers for the in-memory datamodules: fraction checks, splits, loaders."""
 
 from __future__ import annotations
 
@@ -7,27 +7,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_mixup.checks import check_bool, check_int, check_positive_int
 from lightning_mixup.data.resumable import EpochSampler, ResumableDataLoader
-
-
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ``int`` (not ``bool``) greater than 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def check_int(name: str, value: object, minimum: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ``int`` (not ``bool``) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-
-
-def check_bool(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is a ``bool``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:

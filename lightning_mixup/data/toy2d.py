@@ -8,13 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from lightning_mixup.data.in_memory import (
-    InMemoryDataModule,
-    check_fractions,
-    check_int,
-    check_positive_int,
-    split_indices,
-)
+from lightning_mixup.checks import check_int, check_positive_int
+from lightning_mixup.data.in_memory import InMemoryDataModule, check_fractions, split_indices
 
 TOY2D_NAMES: tuple[str, ...] = ("moons", "spirals")
 _SPIRAL_TURNS = 1.5

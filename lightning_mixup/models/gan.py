@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_mixup.models.nets.checks import check_positive_int
+from lightning_mixup.checks import check_positive_int
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 DiscriminatorBatch = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | None"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_mixup.models.nets.checks import check_dropout, check_positive_int
+from lightning_mixup.checks import check_dropout, check_positive_int
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:

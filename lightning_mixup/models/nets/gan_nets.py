@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_mixup.models.nets.checks import check_positive_int
+from lightning_mixup.checks import check_positive_int
 
 
 def _check_image_size(image_size: object) -> int:

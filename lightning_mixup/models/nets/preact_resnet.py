@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_mixup.models.nets.checks import check_positive_int
+from lightning_mixup.checks import check_positive_int
 
 
 class PreActBlock(nn.Module):

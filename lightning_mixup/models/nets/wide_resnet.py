@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_mixup.models.nets.checks import check_dropout, check_positive_int
+from lightning_mixup.checks import check_dropout, check_positive_int
 from lightning_mixup.models.nets.preact_resnet import PreActBlock
 
 
