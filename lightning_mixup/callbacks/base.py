@@ -44,16 +44,22 @@ def mixing_seed(base: int, rank: int) -> int:
 
 
 class SeededCallback(Callback):
-    """A callback that owns a ``torch.Generator``: seeded from ``seed`` (else the run seed, else 0) and the
-    global rank, created on the device it is asked for, and saved in the ``state_dict`` so that a resumed
-    run draws what the uninterrupted run would have drawn.
+    """A callback that draws within an epoch window from its own ``torch.Generator``: seeded from ``seed``
+    (else the run seed, else 0) and the global rank, created on the device it is asked for, and saved in
+    the ``state_dict`` so that a resumed run draws what the uninterrupted run would have drawn.
 
-    Subclasses call :meth:`generator_for` with the device of the data and keep ``state_dict`` as is.
+    Subclasses call :meth:`active` with the epoch and :meth:`generator_for` with the device of the data,
+    and keep ``state_dict`` as is. ``start_epoch`` is the first epoch that draws, ``stop_epoch`` the first
+    that no longer does (None: never stop).
     """
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, start_epoch: int = 0, stop_epoch: int | None = None) -> None:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.start_epoch = _check_epoch("start_epoch", start_epoch, allow_none=False)
+        self.stop_epoch = _check_epoch("stop_epoch", stop_epoch, allow_none=True)
+        if self.stop_epoch is not None and self.stop_epoch <= self.start_epoch:
+            raise ValueError(f"stop_epoch must be > start_epoch={start_epoch}, got {stop_epoch!r}")
         self.seed = seed
         self._seed: int | None = None
         self._generator: torch.Generator | None = None
@@ -98,6 +104,10 @@ class SeededCallback(Callback):
         self._pending_state = mine["generator"]
         self._pending_device_type = mine["device_type"]
         self._generator = None
+
+    def active(self, epoch: int) -> bool:
+        """Whether ``epoch`` lies in ``[start_epoch, stop_epoch)``."""
+        return epoch >= self.start_epoch and (self.stop_epoch is None or epoch < self.stop_epoch)
 
     def generator_for(self, device: torch.device) -> torch.Generator:
         """The callback's generator on ``device`` (created, or restored from a checkpoint, on first use)."""
@@ -155,13 +165,9 @@ class MixingCallback(SeededCallback, ABC):
     ) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-        self.start_epoch = _check_epoch("start_epoch", start_epoch, allow_none=False)
-        self.stop_epoch = _check_epoch("stop_epoch", stop_epoch, allow_none=True)
-        if self.stop_epoch is not None and self.stop_epoch <= self.start_epoch:
-            raise ValueError(f"stop_epoch must be > start_epoch={start_epoch}, got {stop_epoch!r}")
+        super().__init__(seed, start_epoch, stop_epoch)
         if num_classes is not None:
             check_num_classes(num_classes)
-        super().__init__(seed)
         self.p = float(p)
         self.input_key = _check_key("input_key", input_key)
         self.target_key = _check_key("target_key", target_key)
@@ -213,10 +219,6 @@ class MixingCallback(SeededCallback, ABC):
             pl_module.log("mix/lam_std", mixed.lam.float().std(), on_step=False, on_epoch=True, batch_size=x.shape[0])
 
     # ---- the mixing decision -------------------------------------------------------------------
-
-    def active(self, epoch: int) -> bool:
-        """Whether ``epoch`` lies in ``[start_epoch, stop_epoch)``."""
-        return epoch >= self.start_epoch and (self.stop_epoch is None or epoch < self.stop_epoch)
 
     def maybe_mix(
         self, x: Tensor, target: Tensor, num_classes: int, epoch: int, generator: torch.Generator

@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lightning_mixup.callbacks.base import SeededCallback, _check_epoch
+from lightning_mixup.callbacks.base import SeededCallback
 from lightning_mixup.functional.sampling import check_alpha, expand_lam, sample_lam
 
 
@@ -47,11 +47,7 @@ class DiscriminatorMixup(SeededCallback):
         check_alpha(alpha)
         if not isinstance(per_sample, bool):
             raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
-        self.start_epoch = _check_epoch("start_epoch", start_epoch, allow_none=False)
-        self.stop_epoch = _check_epoch("stop_epoch", stop_epoch, allow_none=True)
-        if self.stop_epoch is not None and self.stop_epoch <= self.start_epoch:
-            raise ValueError(f"stop_epoch must be > start_epoch={start_epoch}, got {stop_epoch!r}")
-        super().__init__(seed)
+        super().__init__(seed, start_epoch, stop_epoch)
         self.alpha = float(alpha)
         self.per_sample = per_sample
         self._module: pl.LightningModule | None = None
@@ -61,10 +57,6 @@ class DiscriminatorMixup(SeededCallback):
     @property
     def state_key(self) -> str:
         return self._generate_state_key(alpha=self.alpha, per_sample=self.per_sample)
-
-    def active(self, epoch: int) -> bool:
-        """Whether ``epoch`` lies in ``[start_epoch, stop_epoch)``."""
-        return epoch >= self.start_epoch and (self.stop_epoch is None or epoch < self.stop_epoch)
 
     def discriminator_batch(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor] | None:
         """The mixes ``λ·real + (1−λ)·fake`` and their targets λ ``[B]``; None outside the epoch window."""
