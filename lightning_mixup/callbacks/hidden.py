@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from lightning_mixup.callbacks.base import Mixer
-from lightning_mixup.functional import MixedBatch, partner_index, sample_lam, to_probs
-from lightning_mixup.functional.validation import check_same_batch
+from lightning_mixup.functional import MixedBatch, sample_lam
+from lightning_mixup.functional.batch import pair_targets
 
 INPUT = "<input>"
 
@@ -89,11 +89,8 @@ class HiddenStateMixer(Mixer):
         layer = self.eligible[choice]
         if layer == INPUT:
             return self.mix_input(x, target, num_classes, generator)
-        probs = to_probs(target, num_classes)
-        check_same_batch(x, probs)
-        batch = x.shape[0]
-        index = partner_index(batch, self.partner, generator=generator, device=probs.device).to(probs.device)
-        lam = sample_lam(self.alpha, batch if self.per_sample else None, generator=generator).to(probs.device)
+        probs, index = pair_targets(x, target, num_classes, self.partner, generator)
+        lam = sample_lam(self.alpha, x.shape[0] if self.per_sample else None, generator=generator).to(probs.device)
         mix_fn, targets = self.plan(probs, index, lam, generator)
         self._armed = (layer, mix_fn)
         return MixedBatch(x, targets, lam)

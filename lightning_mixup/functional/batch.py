@@ -38,6 +38,14 @@ def pair_up(
     """
     check_alpha(alpha)
     check_input(x, ndim=ndim, method=method)
+    return pair_targets(x, target, num_classes, partner, generator)
+
+
+def pair_targets(
+    x: Tensor, target: Tensor, num_classes: int, partner: str, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """The targets as checked probabilities ``[B, C]`` and the partner index on ``x``'s device; ``x`` is only
+    read for its batch size and device (hidden-state mixers accept any input, token ids included)."""
     probs = to_probs(target, num_classes)
     check_same_batch(x, probs)
     index = partner_index(x.shape[0], partner, generator=generator, device=x.device).to(x.device)
