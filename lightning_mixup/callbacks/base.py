@@ -9,12 +9,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_mixup.functional import MixedBatch
+from lightning_mixup.ranks import gather_ranks, own_part
 from lightning_mixup.functional.sampling import PARTNERS, check_alpha
 from lightning_mixup.functional.targets import check_num_classes
 
@@ -84,22 +84,13 @@ class SeededCallback(Callback):
             None if generator is None else generator.get_state(),
             None if generator is None else generator.device.type,
         )
-        ranks = [own]
-        if self._world_size > 1 and dist.is_available() and dist.is_initialized():
-            ranks = [None] * dist.get_world_size()
-            dist.all_gather_object(ranks, own)
+        ranks = gather_ranks(own, self._world_size)
         return {"ranks": [{"seed": seed, "generator": state, "device_type": kind} for seed, state, kind in ranks]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        ranks = state_dict["ranks"]
-        rank = self._rank
-        if len(ranks) != self._world_size:
-            rank_zero_warn(
-                f"{type(self).__name__}: the checkpoint holds generators of {len(ranks)} rank(s), this run has "
-                f"{self._world_size}; reseeding, so the draws will differ from the uninterrupted run"
-            )
+        mine = own_part(state_dict["ranks"], self._rank, self._world_size, type(self).__name__, "generators")
+        if mine is None:
             return
-        mine = ranks[rank]
         self._seed = mine["seed"]
         self._pending_state = mine["generator"]
         self._pending_device_type = mine["device_type"]

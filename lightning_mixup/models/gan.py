@@ -15,12 +15,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_mixup.checks import check_positive_int
+from lightning_mixup.ranks import gather_ranks, own_part
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 DiscriminatorBatch = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | None"]
@@ -219,23 +218,16 @@ class GANModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Save the step counters and every rank's noise generator (gathered under DDP: the file is rank 0's)."""
-        noise = [self._noise_generator().get_state()]
-        if self._world_size() > 1 and dist.is_available() and dist.is_initialized():
-            own, noise = noise[0], [None] * dist.get_world_size()
-            dist.all_gather_object(noise, own)
+        noise = gather_ranks(self._noise_generator().get_state(), self._world_size())
         checkpoint["gan"] = {"d_steps": self.d_steps, "g_steps": self.g_steps, "noise": noise}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["gan"]
         self.d_steps, self.g_steps = state["d_steps"], state["g_steps"]
-        if len(state["noise"]) != self._world_size():
-            rank_zero_warn(
-                f"{type(self).__name__}: the checkpoint holds the noise generators of {len(state['noise'])} rank(s), "
-                f"this run has {self._world_size()}; reseeding, so the noise will differ from the uninterrupted run"
-            )
-            return
         rank = self.trainer.global_rank if self._trainer is not None else 0
-        self._noise_generator().set_state(state["noise"][rank])
+        mine = own_part(state["noise"], rank, self._world_size(), type(self).__name__, "noise generators")
+        if mine is not None:
+            self._noise_generator().set_state(mine)
 
     def _world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
