@@ -62,15 +62,19 @@ def test_callback_reuses_one_buffer_and_matches_the_unbuffered_run(cls: type) ->
     for reuse in (True, False):
         after = Recorder()
         mixer = cls(per_sample=True, seed=2, reuse_buffer=reuse)
-        pointers = []
+        pointers, in_buffer = [], []
 
         class Pointer(Recorder):
             def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
                 pointers.append(batch[0].data_ptr())
+                in_buffer.append(mixer._buffer is not None and batch[0].data_ptr() == mixer._buffer.data_ptr())
 
         make_trainer([mixer, after, Pointer()], max_epochs=2).fit(UserModule(), make_loader())
         runs[reuse] = after.batches
-        assert (len(set(pointers)) == 1) == reuse
+        # fresh tensors may land at a recycled address, so "one address" alone cannot tell reuse apart
+        assert all(in_buffer) == reuse and any(in_buffer) == reuse
+        if reuse:
+            assert len(set(pointers)) == 1
     for a, b in zip(runs[True], runs[False]):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
