@@ -39,6 +39,24 @@ def record_lam(mixer: MixingCallback, lams: list[torch.Tensor]) -> None:
     mixer.mix = recording
 
 
+def fit(callbacks: list[pl.Callback], ckpt_path: str | None = None, **trainer_kwargs: object) -> pl.Trainer:
+    """One epoch of a small classifier on the digits with 2 CPU processes (ddp, gloo)."""
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=1,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **{"enable_checkpointing": False, **trainer_kwargs},
+    )
+    model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
+    trainer.fit(model, datamodule=DigitsDataModule(batch_size=32), ckpt_path=ckpt_path)
+    return trainer
+
+
 def main(out: Path) -> None:
     mixers = {
         "mixup": MixUp(per_sample=True),
@@ -52,21 +70,7 @@ def main(out: Path) -> None:
         pl.seed_everything(0)
         saver, lams = SaveTargets(), []
         record_lam(mixer, lams)
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            devices=2,
-            strategy="ddp",
-            max_epochs=1,
-            limit_train_batches=3,
-            limit_val_batches=2,
-            callbacks=[mixer, saver],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
-        trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
+        trainer = fit([mixer, saver], limit_train_batches=3, limit_val_batches=2)
         result = {"targets": torch.stack(saver.targets), "lam": torch.stack(lams)}
         torch.save(result, out / f"{name}-rank{trainer.global_rank}.pt")
 
@@ -80,21 +84,7 @@ def resume(out: Path) -> None:
         callbacks: list[pl.Callback] = [mixer]
         if ckpt is None:
             callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=2, save_top_k=-1))
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            devices=2,
-            strategy="ddp",
-            max_epochs=1,
-            limit_train_batches=4,
-            limit_val_batches=0,
-            callbacks=callbacks,
-            logger=False,
-            enable_checkpointing=ckpt is None,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
-        trainer.fit(model, datamodule=DigitsDataModule(batch_size=32), ckpt_path=ckpt)
+        trainer = fit(callbacks, ckpt, limit_train_batches=4, limit_val_batches=0, enable_checkpointing=ckpt is None)
         torch.save(torch.stack(lams), out / f"resume-{phase}-rank{trainer.global_rank}.pt")
 
 

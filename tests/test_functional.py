@@ -26,16 +26,11 @@ from lightning_mixup.functional import (
     mixup_batch,
     to_probs,
 )
+from strategies import DTYPES, SEEDS, gen
 
-SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
-DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 OPS: dict[str, Callable[..., MixedBatch]] = {"mixup": mixup_batch, "cutmix": cutmix_batch, "fmix": fmix_batch}
 IMAGE_OPS = ["cutmix", "fmix"]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def gen(seed: int, device: str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def tagged_images(batch: int, channels: int, height: int, width: int, dtype: torch.dtype, seed: int) -> torch.Tensor:

@@ -10,17 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_mixup.functional import box_mask, cutmix, cutmix_batch, sample_boxes
-
-SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
-DTYPES = [torch.float32, torch.float64, torch.bfloat16]
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def draw_images(seed: int, batch: int, channels: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    return torch.randn(batch, channels, height, width, generator=gen(seed), dtype=torch.float64).to(dtype)
+from strategies import DTYPES, SEEDS, draw_images, gen
 
 
 @st.composite

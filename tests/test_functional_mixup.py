@@ -8,14 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_mixup.functional import mix_targets, mixup, mixup_batch, partner_index
+from strategies import DTYPES, SEEDS, gen
 
-SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
-DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 TOL = {torch.float32: 1e-6, torch.float64: 1e-12, torch.bfloat16: 1e-2}
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def draw_case(seed: int, batch: int, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,15 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_mixup.functional import expand_lam, partner_index, sample_beta, sample_lam
+from strategies import SEEDS, gen
 
-SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 ALPHAS = [0.1, 0.2, 1.0, 2.0]
 # (a, b) pairs: Beta(α, α) as mixup and CutMix draw it, Beta(α + 1, α) as FMix's "reformulate" draws it
 BETA_PARAMS = [(a, a) for a in ALPHAS] + [(a + 1.0, a) for a in ALPHAS]
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def draw(a: float, b: float, n: int, seed: int) -> torch.Tensor:

@@ -1,0 +1,17 @@
+"""What the functional property tests share: seeds for hypothesis, dtypes, generators, random images."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import strategies as st
+
+SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+DTYPES = [torch.float32, torch.float64, torch.bfloat16]
+
+
+def gen(seed: int, device: str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def draw_images(seed: int, batch: int, channels: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    return torch.randn(batch, channels, height, width, generator=gen(seed), dtype=torch.float64).to(dtype)
