@@ -14,9 +14,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_mixup.functional import MixedBatch
-from lightning_mixup.ranks import gather_ranks, own_part
 from lightning_mixup.functional.sampling import PARTNERS, check_alpha
 from lightning_mixup.functional.targets import check_num_classes
+from lightning_mixup.ranks import gather_ranks, own_part
 
 _GOLDEN = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, rank) pairs apart
 _MASK63 = (1 << 63) - 1
