@@ -216,6 +216,7 @@ def test_val_split_is_held_out_stratified_and_fixed_by_the_seed(cifar10_dir: Pat
 
     train, val = split(0)
     assert len(train) == 70 and len(val) == 30
+
     def rows(t: torch.Tensor) -> set[tuple[int, ...]]:
         return {tuple(r.tolist()) for r in t.flatten(1)}
 
