@@ -11,6 +11,7 @@ from lightning_mixup.callbacks import (
     MixingCallback,
     MixUp,
     PatchUp,
+    PuzzleMix,
     RandomChoice,
 )
 from lightning_mixup.models import Classifier, GANModule
@@ -30,6 +31,7 @@ __all__ = [
     "Mixer",
     "MixingCallback",
     "PatchUp",
+    "PuzzleMix",
     "RandomChoice",
     "__version__",
 ]

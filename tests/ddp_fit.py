@@ -12,7 +12,17 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from lightning_mixup import Classifier, CutMix, FMix, ManifoldMixup, MixingCallback, MixUp, PatchUp, RandomChoice
+from lightning_mixup import (
+    Classifier,
+    CutMix,
+    FMix,
+    ManifoldMixup,
+    MixingCallback,
+    MixUp,
+    PatchUp,
+    PuzzleMix,
+    RandomChoice,
+)
 from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.models.nets import SmallCNN
 
@@ -65,6 +75,7 @@ def main(out: Path) -> None:
         "random_choice": RandomChoice([MixUp(), CutMix(), FMix()]),
         "manifold_mixup": ManifoldMixup(layers=["net.layer1", "net.layer2"], per_sample=True),
         "patchup": PatchUp(layers=["net.layer1"], block_size=3, p=1.0),
+        "puzzlemix": PuzzleMix(grids=(2, 4), per_sample=True, adv_p=0.5, clean_lam=1.0),
     }
     for name, mixer in mixers.items():
         pl.seed_everything(0)

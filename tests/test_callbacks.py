@@ -11,13 +11,14 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import NUM_CLASSES, Recorder, UserModule, make_loader, make_trainer
-from lightning_mixup import CutMix, FMix, MixUp, RandomChoice
+from lightning_mixup import CutMix, FMix, MixUp, PuzzleMix, RandomChoice
 from lightning_mixup.callbacks.base import mixing_seed
 
 MIXERS = {
     "mixup": lambda **kw: MixUp(alpha=1.0, **kw),
     "cutmix": lambda **kw: CutMix(alpha=1.0, **kw),
     "fmix": lambda **kw: FMix(alpha=1.0, **kw),
+    "puzzlemix": lambda **kw: PuzzleMix(grids=(2, 4, 8), **kw),
     "random_choice": lambda **kw: RandomChoice([MixUp(alpha=0.8), CutMix(), FMix()], weights=[1, 1, 1], **kw),
 }
 

@@ -14,7 +14,7 @@ import torch
 from conftest import free_port
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
-NAMES = ("mixup", "cutmix", "fmix", "random_choice", "manifold_mixup", "patchup")
+NAMES = ("mixup", "cutmix", "fmix", "random_choice", "manifold_mixup", "patchup", "puzzlemix")
 
 
 @pytest.fixture(scope="module")

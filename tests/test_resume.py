@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import Recorder, make_trainer
-from lightning_mixup import Classifier, CutMix, FMix, ManifoldMixup, MixUp, PatchUp, RandomChoice
+from lightning_mixup import Classifier, CutMix, FMix, ManifoldMixup, MixUp, PatchUp, PuzzleMix, RandomChoice
 from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.models.nets import SmallCNN
 
@@ -54,6 +54,7 @@ MIXERS = {
     ),
     "manifold_mixup": lambda: ManifoldMixup(layers=["net.layer1", "net.layer2"], per_sample=True, seed=11),
     "patchup_hard": lambda: PatchUp(layers=["net.layer1"], mode="hard", block_size=3, seed=11),
+    "puzzlemix_adversarial": lambda: PuzzleMix(grids=(2, 4, 8), adv_p=0.5, clean_lam=0.5, seed=11),
 }
 
 

@@ -9,9 +9,11 @@ from lightning_mixup.callbacks.hidden import HiddenStateMixer
 from lightning_mixup.callbacks.manifold_mixup import ManifoldMixup
 from lightning_mixup.callbacks.mixup import MixUp
 from lightning_mixup.callbacks.patchup import PatchUp
+from lightning_mixup.callbacks.puzzlemix import AcceptsAuxiliaryLoss, PuzzleMix
 from lightning_mixup.callbacks.random_choice import RandomChoice
 
 __all__ = [
+    "AcceptsAuxiliaryLoss",
     "CutMix",
     "DiscriminatorMixup",
     "FMix",
@@ -22,6 +24,7 @@ __all__ = [
     "Mixer",
     "MixingCallback",
     "PatchUp",
+    "PuzzleMix",
     "RandomChoice",
     "SeededCallback",
 ]

@@ -74,12 +74,18 @@ class Classifier(pl.LightningModule):
         self.loss_name = loss
         self.input_key = input_key
         self.target_key = target_key
+        self._auxiliary_losses: dict[str, Tensor] = {}
         for stage in ("val", "test"):
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes=num_classes, average="micro"))
             setattr(self, f"{stage}_ece", MulticlassCalibrationError(num_classes=num_classes, n_bins=15, norm="l1"))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    def add_auxiliary_loss(self, name: str, loss: Tensor) -> None:
+        """Add ``loss`` to the next training step's loss, logged as ``train/<name>``: the
+        :class:`~lightning_mixup.callbacks.AcceptsAuxiliaryLoss` protocol (PuzzleMix's ``clean_lam``)."""
+        self._auxiliary_losses[name] = loss
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """The training loss for class indices ``[B]`` or probabilities ``[B, C]``, with label smoothing."""
@@ -100,6 +106,10 @@ class Classifier(pl.LightningModule):
         hard = target.argmax(dim=1) if target.is_floating_point() else target
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         self.log("train/acc", (logits.argmax(dim=1) == hard).float().mean(), batch_size=x.shape[0])
+        for name, extra in self._auxiliary_losses.items():
+            self.log(f"train/{name}", extra, batch_size=x.shape[0])
+            loss = loss + extra
+        self._auxiliary_losses.clear()
         return loss
 
     def _evaluate(self, batch: Any, stage: str) -> None:

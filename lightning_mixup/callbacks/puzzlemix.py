@@ -1,0 +1,185 @@
+"""The PuzzleMix callback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lightning_mixup.callbacks.base import Key, Mixer
+from lightning_mixup.functional import MixedBatch
+from lightning_mixup.functional.puzzlemix import PuzzleMixParams, input_saliency, puzzlemix_batch
+from lightning_mixup.functional.targets import to_probs
+
+
+@runtime_checkable
+class AcceptsAuxiliaryLoss(Protocol):
+    """The opt-in protocol for losses a callback computes on the module's behalf (PuzzleMix's clean loss).
+
+    ``add_auxiliary_loss(name, loss)`` is called during ``on_train_batch_start`` with a scalar that is still
+    attached to the graph; the module adds every loss it received to the loss its next ``training_step``
+    returns (and may log it), then forgets them. :class:`~lightning_mixup.models.Classifier` implements it.
+    """
+
+    def add_auxiliary_loss(self, name: str, loss: Tensor) -> None: ...
+
+
+def _number(name: str, value: object, low: float, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+        raise ValueError(f"{name} must be a number >= {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+class PuzzleMix(Mixer):
+    """PuzzleMix (Kim, Choo & Song, ICML 2020, arXiv 2009.06962): each pair is mixed under a block mask
+    chosen to keep both images' salient regions (a graph-cut-style energy, solved for the whole batch at
+    once), after the salient blocks have been moved into the region each image keeps (transport).
+    Targets are weighted by each sample's mask mean. Needs square images ``[B, C, S, S]``.
+
+    Saliency is the gradient of the loss with respect to the input, from an extra forward and backward
+    pass of ``pl_module(x)`` (which must return logits ``[B, num_classes]``) in eval mode, computed with
+    ``torch.autograd.grad`` on the input only: no parameter gradient is touched and DDP does not see it.
+    That pass costs about one more training step's forward and backward.
+
+    Args:
+        alpha: λ ~ Beta(α, α), the mask mean the prior pulls towards.
+        beta, gamma, eta, neigh_size, n_labels, grids, transport, t_eps, t_size, iterations: the mask and
+            transport options of :class:`~lightning_mixup.functional.puzzlemix.PuzzleMixParams` (official
+            CIFAR defaults).
+        adv_p: probability of adding adversarial noise to each of the two images of a pair (one coin each
+            per batch); ``adv_eps``: its bound in pixel levels (``/255``), as in the official code.
+        clean_lam: weight of the loss on the clean batch; > 0 runs the saliency pass in train mode and hands
+            ``clean_lam · CE(clean)`` to the module through :class:`AcceptsAuxiliaryLoss` (the official
+            code's ``2·clean_lam/num_classes`` factor converts to its BCE-over-classes loss; with a
+            cross-entropy loss the weight is ``clean_lam``).
+        mean, std: the input normalisation (per channel or scalar), to compare pixels in [0, 1] space;
+            e.g. CIFAR-100: ``mean=[0.507, 0.487, 0.441]``, ``std=[0.267, 0.256, 0.276]``.
+        The other arguments are those of :class:`Mixer` (``per_sample``: one λ prior per sample; the grid
+        is drawn once per batch, as in the official code).
+
+    Example:
+        >>> from lightning import Trainer
+        >>> trainer = Trainer(callbacks=[PuzzleMix()], logger=False, enable_checkpointing=False)
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 1.2,
+        gamma: float = 0.5,
+        eta: float = 0.2,
+        neigh_size: int = 4,
+        n_labels: int = 3,
+        grids: Sequence[int] = (2, 4, 8, 16),
+        transport: bool = True,
+        t_eps: float = 0.8,
+        t_size: int = 4,
+        adv_p: float = 0.0,
+        adv_eps: float = 10.0,
+        clean_lam: float = 0.0,
+        mean: float | Sequence[float] = 0.0,
+        std: float | Sequence[float] = 1.0,
+        iterations: int | None = None,
+        p: float = 1.0,
+        per_sample: bool = False,
+        partner: str = "perm",
+        start_epoch: int = 0,
+        stop_epoch: int | None = None,
+        input_key: Key = 0,
+        target_key: Key = 1,
+        num_classes: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            alpha, p, per_sample, partner, start_epoch, stop_epoch, input_key, target_key, num_classes, seed,
+            reuse_buffer=False,
+        )  # fmt: skip
+        self.params = PuzzleMixParams(
+            beta, gamma, eta, neigh_size, n_labels, tuple(grids) if isinstance(grids, Sequence) else grids,
+            transport, t_eps, t_size, iterations,
+        )  # fmt: skip
+        self.adv_p = _number("adv_p", adv_p, 0.0, 1.0)
+        self.adv_eps = _number("adv_eps", adv_eps, 0.0)
+        self.clean_lam = _number("clean_lam", clean_lam, 0.0)
+        self.mean, self.std = self._channels("mean", mean), self._channels("std", std)
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be > 0, got {std!r}")
+        self._trainer: pl.Trainer | None = None
+        self._module: pl.LightningModule | None = None
+
+    @staticmethod
+    def _channels(name: str, value: object) -> tuple[float, ...]:
+        values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise ValueError(f"{name} must be a number or a sequence of numbers, got {value!r}")
+        return tuple(float(v) for v in values)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {**super()._hparams(), "n_labels": self.params.n_labels, "clean_lam": self.clean_lam}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage != "fit":
+            return
+        if self.clean_lam > 0 and not isinstance(pl_module, AcceptsAuxiliaryLoss):
+            raise TypeError(
+                f"PuzzleMix(clean_lam={self.clean_lam}) hands the clean loss to the module, but "
+                f"{type(pl_module).__name__} has no add_auxiliary_loss(name, loss) method (see AcceptsAuxiliaryLoss); "
+                "implement it or set clean_lam=0"
+            )
+        self._trainer, self._module = trainer, pl_module
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = self._module = None
+
+    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
+        self.params.check_image(x)
+        probs = to_probs(target, num_classes)
+        perturb = (False, False)
+        if self.adv_p > 0:
+            coins = torch.rand(2, generator=generator, device=generator.device) < self.adv_p
+            perturb = (bool(coins[0]), bool(coins[1]))
+        noise, x_in = None, x
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        eps = self.adv_eps / 255
+        if any(perturb):  # random start inside the ε-ball, kept inside [0, 1]
+            pixels = x * std + mean
+            start = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device) * 2 - 1
+            noisy = (pixels + eps * start).clamp(0, 1)
+            noise, x_in = noisy - pixels, (noisy - mean) / std
+        grad = self._input_grad(x_in, probs)
+        if noise is not None:  # one signed-gradient step, clipped, then scaled by a uniform coefficient
+            coef = torch.rand((), generator=generator, device=generator.device).to(x.device)
+            noise = (noise + (eps + 2 / 255) * grad.sign()).clamp(-eps, eps) * coef
+        return puzzlemix_batch(
+            x, probs, num_classes, input_saliency(grad), self.alpha, self.params,
+            per_sample=self.per_sample, partner=self.partner, generator=generator,
+            mean=mean, std=std, noise=noise, perturb=perturb,
+        )  # fmt: skip
+
+    def _input_grad(self, x: Tensor, probs: Tensor) -> Tensor:
+        """Gradient of the cross-entropy w.r.t. the input only (eval mode unless ``clean_lam > 0``, whose loss
+        goes to the module)."""
+        module, trainer = self._module, self._trainer
+        if module is None or trainer is None:
+            raise RuntimeError("PuzzleMix was not set up for fit: pass it to Trainer(callbacks=[...])")
+        clean = self.clean_lam > 0
+        was_training = module.training
+        module.train(clean)
+        try:
+            with torch.enable_grad(), trainer.precision_plugin.forward_context():
+                x_var = x.detach().requires_grad_(True)
+                loss = F.cross_entropy(module(x_var).float(), probs)
+                (grad,) = torch.autograd.grad(loss, x_var, retain_graph=clean)
+        finally:
+            module.train(was_training)
+        if clean:
+            module.add_auxiliary_loss("puzzlemix_clean", self.clean_lam * loss)
+        return grad.detach()

@@ -1,0 +1,209 @@
+"""PuzzleMix: a saliency-preserving mask, optimised per pair, plus transport of the salient blocks.
+
+Kim, Choo & Song. "Puzzle Mix: Exploiting Saliency and Local Statistics for Optimal Mixup", ICML 2020,
+arXiv 2009.06962; defaults are the official code's CIFAR settings (snu-mllab/PuzzleMix).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.puzzlemix.energy import mask_problem, pool_saliency
+from lightning_mixup.functional.puzzlemix.solver import solve_masks
+from lightning_mixup.functional.puzzlemix.transport import move_blocks, transport_plan
+from lightning_mixup.functional.sampling import sample_lam
+from lightning_mixup.functional.targets import mix_targets
+
+GRIDS = (2, 4, 8, 16)
+
+
+def _non_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PuzzleMixParams:
+    """Every option of PuzzleMix's mask and transport; defaults are the official CIFAR settings.
+
+    Args:
+        beta: label smoothness β (official ``--beta 1.2``); divided by ``16·n`` for an ``n × n`` grid.
+        gamma: data smoothness γ (``--gamma 0.5``).
+        eta: weight of the λ prior η (``--eta 0.2``).
+        neigh_size: side of the pixel neighbourhood compared across block boundaries (``--neigh_size 4``).
+        n_labels: ``L``, mask values ``{0, 1/(L−1), …, 1}`` (``--n_labels 3``).
+        grids: blocks per side, one drawn uniformly per batch (official: ``2**randint(1, 5)``).
+        transport: move salient blocks into the kept region (``--transport True``).
+        t_eps: distance weight of the transport (``--t_eps 0.8``).
+        t_size: side of the transported blocks in pixels, capped at the mask's block size; ``-1``: the
+            mask's block size (``--t_size 4``).
+        iterations: primal-dual iterations of the mask solver (None: :func:`~.solver.default_iterations`).
+    """
+
+    beta: float = 1.2
+    gamma: float = 0.5
+    eta: float = 0.2
+    neigh_size: int = 4
+    n_labels: int = 3
+    grids: tuple[int, ...] = GRIDS
+    transport: bool = True
+    t_eps: float = 0.8
+    t_size: int = 4
+    iterations: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("beta", "gamma", "eta", "t_eps"):
+            object.__setattr__(self, name, _non_negative(name, getattr(self, name)))
+        _positive_int("neigh_size", self.neigh_size)
+        _positive_int("n_labels", self.n_labels, 2)
+        if isinstance(self.grids, int) or not isinstance(self.grids, Sequence) or len(self.grids) == 0:
+            raise ValueError(f"grids must be a non-empty sequence of ints >= 2, got {self.grids!r}")
+        object.__setattr__(self, "grids", tuple(_positive_int("grids", g, 2) for g in self.grids))
+        if not isinstance(self.transport, bool):
+            raise ValueError(f"transport must be a bool, got {self.transport!r}")
+        if self.t_size != -1:
+            _positive_int("t_size (or -1)", self.t_size)
+        if self.iterations is not None:
+            _positive_int("iterations", self.iterations)
+
+    def sizes(self, side: int, grid: int) -> tuple[int, int, int]:
+        """``(block, neighbourhood, transport block)`` sizes in pixels for an image side and grid."""
+        block = side // grid
+        t_size = block if self.t_size == -1 else min(self.t_size, block)
+        return block, min(self.neigh_size, block), t_size
+
+    def check_image(self, x: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a batch of square images that every grid divides evenly."""
+        if x.ndim != 4:
+            raise ValueError(f"PuzzleMix needs a batch of images [B, C, H, W], got shape {list(x.shape)}")
+        side = x.shape[-1]
+        if x.shape[-2] != side:
+            raise ValueError(f"PuzzleMix needs square images, got H×W = {x.shape[-2]}×{side}")
+        for grid in self.grids:
+            block, neigh, t_size = self.sizes(side, grid)
+            if side % grid or block % neigh or (self.transport and block % t_size):
+                raise ValueError(
+                    f"image side {side} does not fit grid {grid}: block size {side / grid:g} must be an int "
+                    f"divisible by neigh_size {neigh}" + (f" and t_size {t_size}" if self.transport else "")
+                )
+
+
+def _as_channels(value: float | Sequence[float] | Tensor, like: Tensor) -> Tensor:
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(1, -1, 1, 1)
+
+
+def input_saliency(grad: Tensor) -> Tensor:
+    """``[B, H, W]`` saliency from the loss gradient w.r.t. the input ``[B, C, H, W]``: the root mean square
+    over channels (official: ``sqrt(mean(grad², dim=1))``)."""
+    return grad.pow(2).mean(1).sqrt()
+
+
+def puzzlemix(
+    x: Tensor,
+    index: Tensor,
+    saliency: Tensor,
+    lam: Tensor,
+    grid: int,
+    params: PuzzleMixParams = PuzzleMixParams(),
+    *,
+    mean: float | Sequence[float] | Tensor = 0.0,
+    std: float | Sequence[float] | Tensor = 1.0,
+    noise: Tensor | None = None,
+    perturb: tuple[bool, bool] = (False, False),
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Mix each image of ``x [B, C, S, S]`` with ``x[index]`` under an optimised mask on an ``grid × grid``
+    block grid; returns ``(mixed, lam_per_sample, mask [B, 1, S, S])`` where ``lam_per_sample`` is the
+    mask's mean (the fraction of each sample that is its own).
+
+    Args:
+        saliency: ``[B, S, S]`` non-negative saliency of each image (see :func:`input_saliency`).
+        lam: ``[]`` or ``[B]`` the λ of the prior.
+        mean, std: the input normalisation, to compare pixels (and add noise) in [0, 1] space.
+        noise: ``[B, C, S, S]`` adversarial noise in pixel units, added to the sample itself where
+            ``perturb[0]`` and to the partner (as ``noise[index]``) where ``perturb[1]``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.rand(4, 3, 32, 32, generator=g)
+        >>> mixed, lam, mask = puzzlemix(x, torch.tensor([1, 0, 3, 2]), x.mean(1), torch.tensor(0.5), 4)
+        >>> mixed.shape, bool(((mask == 0) | (mask == 0.5) | (mask == 1)).all())
+        (torch.Size([4, 3, 32, 32]), True)
+    """
+    b, _, side, _ = x.shape
+    mean_t, std_t = _as_channels(mean, x), _as_channels(std, x)
+    pixels = x * std_t + mean_t
+    saliency = saliency.detach().to(x.dtype)
+    problem = mask_problem(
+        saliency, pixels, index, lam, grid,
+        beta=params.beta, gamma=params.gamma, eta=params.eta, neigh_size=params.neigh_size, n_labels=params.n_labels,
+    )  # fmt: skip
+    labels = solve_masks(problem, params.iterations)
+    block_mask = (labels.to(x.dtype) / (params.n_labels - 1)).unsqueeze(1)  # [B, 1, n, n]
+
+    own, partner = x, x[index]
+    if noise is not None and perturb[0]:
+        own = ((pixels + noise).clamp(0, 1) - mean_t) / std_t
+    if noise is not None and perturb[1]:
+        partner = ((pixels[index] + noise[index]).clamp(0, 1) - mean_t) / std_t
+    if params.transport:
+        _, _, t_size = params.sizes(side, grid)
+        m = side // t_size
+        t_mask = F.interpolate(block_mask, size=m, mode="nearest")[:, 0]
+        t_saliency = pool_saliency(saliency, m)
+        own = move_blocks(own, transport_plan(t_mask > 0, t_saliency, params.t_eps))
+        partner = move_blocks(partner, transport_plan(t_mask < 1, t_saliency[index], params.t_eps))
+    mask = F.interpolate(block_mask, size=side, mode="nearest")
+    return torch.lerp(partner, own, mask), block_mask.flatten(1).mean(1), mask
+
+
+def puzzlemix_batch(
+    x: Tensor,
+    target: Tensor,
+    num_classes: int,
+    saliency: Tensor,
+    alpha: float = 1.0,
+    params: PuzzleMixParams = PuzzleMixParams(),
+    *,
+    per_sample: bool = False,
+    partner: str = "perm",
+    generator: torch.Generator | None = None,
+    mean: float | Sequence[float] | Tensor = 0.0,
+    std: float | Sequence[float] | Tensor = 1.0,
+    noise: Tensor | None = None,
+    perturb: tuple[bool, bool] = (False, False),
+) -> MixedBatch:
+    """Draw a partner index, λ ~ Beta(α, α) and a grid from ``params.grids``, then mix with :func:`puzzlemix`.
+    The targets are mixed with each sample's mask mean, which is also the returned ``lam`` ``[B]``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, y = torch.rand(8, 3, 32, 32, generator=g), torch.arange(8) % 4
+        >>> out = puzzlemix_batch(x, y, 4, saliency=x.mean(1), generator=g)
+        >>> torch.allclose(out.target.sum(1), torch.ones(8)), out.lam.shape
+        (True, torch.Size([8]))
+    """
+    params.check_image(x)
+    if saliency.shape != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"saliency must have shape {[x.shape[0], *x.shape[2:]]}, got {list(saliency.shape)}")
+    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="PuzzleMix")
+    lam = sample_lam(alpha, x.shape[0] if per_sample else None, generator=generator, device=x.device).to(x.device)
+    pick = torch.randint(len(params.grids), (), generator=generator, device=generator.device if generator else None)
+    grid = params.grids[int(pick)]
+    mixed, lam_mask, _ = puzzlemix(
+        x, index, saliency, lam, grid, params, mean=mean, std=std, noise=noise, perturb=perturb
+    )
+    return MixedBatch(mixed, mix_targets(probs, index, lam_mask), lam_mask)

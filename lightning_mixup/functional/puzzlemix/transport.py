@@ -1,0 +1,80 @@
+"""PuzzleMix's transport: move each image's salient blocks into the region its mask keeps.
+
+Kim, Choo & Song, ICML 2020 (arXiv 2009.06962), Section 3.2 and Algorithm 1: a greedy, batched
+approximation of the optimal transport ``min_Π ⟨Π, ε·C − s·zᵀ⟩`` over permutations, where ``C`` is the
+squared distance between block positions (divided by ``(m−1)²``), ``s`` the normalised saliency of the
+blocks and ``z`` the kept positions. Every block proposes its best destination; each destination keeps its
+cheapest proposer; the others pay one unit more for that destination and propose again.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def position_cost(m: int, like: Tensor) -> Tensor:
+    """``[m², m²]`` squared distance between the positions of an ``m × m`` grid, divided by ``(m−1)²``."""
+    r = torch.arange(m, device=like.device, dtype=like.dtype)
+    rows, cols = r.repeat_interleave(m), r.repeat(m)
+    dist = (rows.view(-1, 1) - rows.view(1, -1)) ** 2 + (cols.view(-1, 1) - cols.view(1, -1)) ** 2
+    return dist / max(m - 1, 1) ** 2
+
+
+def transport_plan(keep: Tensor, saliency: Tensor, eps: float, iterations: int | None = None) -> Tensor:
+    """``[B, m²]``: for every destination block, the source block moved there — a permutation per sample.
+
+    Args:
+        keep: ``[B, m, m]`` bool, where the mask keeps this image.
+        saliency: ``[B, m, m]`` the blocks' normalised saliency.
+        eps: ``t_eps``, the weight of the distance cost (larger: blocks move less).
+        iterations: rounds of proposals (official: ``m``).
+
+    The official code leaves a destination nobody won empty (zeros) and drops the blocks that lost every
+    round; here those blocks fill those destinations in index order, so each transported image is a
+    rearrangement of its own blocks.
+
+    Example:
+        >>> keep = torch.tensor([[[True, False], [False, False]]])
+        >>> saliency = torch.tensor([[[0.0, 0.0], [0.0, 1.0]]])
+        >>> transport_plan(keep, saliency, eps=0.1)  # the salient block 3 moves into the kept corner
+        tensor([[3, 1, 2, 0]])
+    """
+    b, m, _ = keep.shape
+    n = m * m
+    cost = eps * position_cost(m, saliency) - saliency.reshape(b, n, 1) * keep.reshape(b, 1, n).to(saliency.dtype)
+    rows = torch.arange(n, device=keep.device)
+    won = torch.zeros(b, n, n, dtype=torch.bool, device=keep.device)
+    for _ in range(iterations if iterations is not None else m):
+        choice = cost.argmin(-1)  # [B, n]: each source's proposal
+        proposed = torch.zeros_like(won).scatter_(-1, choice.unsqueeze(-1), True)
+        fight = torch.where(proposed, cost, torch.inf)
+        winner = fight.argmin(-2)  # [B, n]: cheapest proposer of each destination
+        won = proposed & torch.zeros_like(won).scatter_(-2, winner.unsqueeze(-2), True)
+        cost = cost + (proposed & ~won).to(cost.dtype)
+    # complete the matching: the k-th unmatched source (by index) goes to the k-th unmatched destination
+    source_of = won.to(torch.uint8).argmax(-2)  # valid where the destination was won
+    dest_taken = won.any(-2)
+    source_used = won.any(-1)
+    free_dest = torch.sort(dest_taken.to(torch.uint8) * n + rows, dim=-1).indices  # unmatched first, in order
+    free_src = torch.sort(source_used.to(torch.uint8) * n + rows, dim=-1).indices
+    fill = torch.empty_like(source_of).scatter_(-1, free_dest, free_src)
+    return torch.where(dest_taken, source_of, fill)
+
+
+def move_blocks(x: Tensor, source_of: Tensor) -> Tensor:
+    """Rearrange ``x [B, C, H, W]`` block-wise: destination block ``j`` gets source block ``source_of[:, j]``
+    on the ``m × m`` grid with ``m² = source_of.shape[1]``.
+
+    Example:
+        >>> x = torch.arange(4.0).view(1, 1, 2, 2)
+        >>> move_blocks(x, torch.tensor([[3, 2, 1, 0]]))
+        tensor([[[[3., 2.],
+                  [1., 0.]]]])
+    """
+    b, c, h, w = x.shape
+    m = int(round(source_of.shape[1] ** 0.5))
+    bh, bw = h // m, w // m
+    blocks = x.reshape(b, c, m, bh, m, bw).permute(0, 2, 4, 1, 3, 5).reshape(b, m * m, c, bh, bw)
+    moved = blocks.gather(1, source_of.view(b, m * m, 1, 1, 1).expand_as(blocks))
+    return moved.view(b, m, m, c, bh, bw).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
