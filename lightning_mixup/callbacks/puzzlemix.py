@@ -176,7 +176,13 @@ class PuzzleMix(Mixer):
         try:
             with torch.enable_grad(), trainer.precision_plugin.forward_context():
                 x_var = x.detach().requires_grad_(True)
-                loss = F.cross_entropy(module(x_var).float(), probs)
+                logits = module(x_var)
+                if logits.shape != probs.shape:
+                    raise ValueError(
+                        f"PuzzleMix computes saliency from pl_module(x), which must return logits "
+                        f"[B, {probs.shape[1]}]; got shape {list(logits.shape)}"
+                    )
+                loss = F.cross_entropy(logits.float(), probs)
                 (grad,) = torch.autograd.grad(loss, x_var, retain_graph=clean)
         finally:
             module.train(was_training)
