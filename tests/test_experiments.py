@@ -64,6 +64,7 @@ def test_one_preset_per_headline_result() -> None:
         "patchup_hard_cifar10_preactresnet18",
         "patchup_soft_cifar100_preactresnet18",
         "patchup_soft_cifar10_preactresnet18",
+        "puzzlemix_cifar100_preactresnet18",
     ]
 
 
@@ -80,6 +81,7 @@ def test_preset_composes_for_one_gpu_with_the_papers_recipe(name: str) -> None:
     assert cfg.dataset.num_classes == int(data.removeprefix("cifar"))
     assert cfg.net._target_.endswith({"preactresnet18": "PreActResNet18", "10": "WideResNet"}[net])
     mixers = {"erm": None, "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix", "manifold_mixup": "ManifoldMixup"}
+    mixers["puzzlemix"] = "PuzzleMix"
     expected = mixers.get(method, "PatchUp")
     assert (cfg.mix or {}).get("_target_", "").endswith(expected) if expected else not cfg.mix
     scheduler = cfg.model.scheduler

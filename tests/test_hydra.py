@@ -29,7 +29,7 @@ def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
 
 
 def test_the_mix_group_has_every_method() -> None:
-    assert MIXES == ["cutmix", "fmix", "gan_mixup", "manifold_mixup", "mixup", "none", "patchup", "random_choice"]
+    assert MIXES == ["cutmix", "fmix", "gan_mixup", "manifold_mixup", "mixup", "none", "patchup", "puzzlemix", "random_choice"]
 
 
 @pytest.mark.parametrize("mix", [m for m in MIXES if m != "gan_mixup"])  # GAN-only: tests/test_gan.py
@@ -51,6 +51,7 @@ def test_every_mix_config_composes_and_runs_fast_dev_run(mix: str, tmp_path: Pat
         ("mix=manifold_mixup", "net=preact_resnet18", "net.width=8", "data.batch_size=8", "data.image_size=16"),
         ("mix=manifold_mixup", "data=moons", "net=mlp", "mix.per_sample=true"),
         ("mix=patchup", "mix.mode=hard", "mix.block_size=3", "mix.shared_mask=true"),
+        ("mix=puzzlemix", "mix.adv_p=1.0", "mix.clean_lam=1.0", "mix.n_labels=2", "mix.per_sample=true"),
         (
             "mix=patchup",
             "net=preact_resnet18",

@@ -59,7 +59,8 @@ class PuzzleMix(Mixer):
             code's ``2·clean_lam/num_classes`` factor converts to its BCE-over-classes loss; with a
             cross-entropy loss the weight is ``clean_lam``).
         mean, std: the input normalisation (per channel or scalar), to compare pixels in [0, 1] space;
-            e.g. CIFAR-100: ``mean=[0.507, 0.487, 0.441]``, ``std=[0.267, 0.256, 0.276]``.
+            e.g. CIFAR-100: ``mean=[0.507, 0.487, 0.441]``, ``std=[0.267, 0.256, 0.276]``. None: the
+            datamodule's ``mean`` / ``std`` attributes when it has them (ours do), else 0 and 1.
         The other arguments are those of :class:`Mixer` (``per_sample``: one λ prior per sample; the grid
         is drawn once per batch, as in the official code).
 
@@ -83,8 +84,8 @@ class PuzzleMix(Mixer):
         adv_p: float = 0.0,
         adv_eps: float = 10.0,
         clean_lam: float = 0.0,
-        mean: float | Sequence[float] = 0.0,
-        std: float | Sequence[float] = 1.0,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
         iterations: int | None = None,
         p: float = 1.0,
         per_sample: bool = False,
@@ -107,8 +108,9 @@ class PuzzleMix(Mixer):
         self.adv_p = _number("adv_p", adv_p, 0.0, 1.0)
         self.adv_eps = _number("adv_eps", adv_eps, 0.0)
         self.clean_lam = _number("clean_lam", clean_lam, 0.0)
-        self.mean, self.std = self._channels("mean", mean), self._channels("std", std)
-        if any(s <= 0 for s in self.std):
+        self.mean = None if mean is None else self._channels("mean", mean)
+        self.std = None if std is None else self._channels("std", std)
+        if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError(f"std must be > 0, got {std!r}")
         self._trainer: pl.Trainer | None = None
         self._module: pl.LightningModule | None = None
@@ -146,8 +148,7 @@ class PuzzleMix(Mixer):
             coins = torch.rand(2, generator=generator, device=generator.device) < self.adv_p
             perturb = (bool(coins[0]), bool(coins[1]))
         noise, x_in = None, x
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for v in self._normalisation())
         eps = self.adv_eps / 255
         if any(perturb):  # random start inside the ε-ball, kept inside [0, 1]
             pixels = x * std + mean
@@ -163,6 +164,14 @@ class PuzzleMix(Mixer):
             per_sample=self.per_sample, partner=self.partner, generator=generator,
             mean=mean, std=std, noise=noise, perturb=perturb,
         )  # fmt: skip
+
+    def _normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)``: as given, else the datamodule's, else ``(0,), (1,)``."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        found = [getattr(datamodule, name, None) for name in ("mean", "std")]
+        mean = self.mean or (self._channels("mean", torch.as_tensor(found[0]).flatten().tolist()) if found[0] is not None else (0.0,))
+        std = self.std or (self._channels("std", torch.as_tensor(found[1]).flatten().tolist()) if found[1] is not None else (1.0,))
+        return mean, std
 
     def _input_grad(self, x: Tensor, probs: Tensor) -> Tensor:
         """Gradient of the cross-entropy w.r.t. the input only (eval mode unless ``clean_lam > 0``, whose loss
