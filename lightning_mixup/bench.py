@@ -6,7 +6,10 @@ preallocated tensor. For each mixer, in batch and per-sample mode, this measures
 - ``step``: the callback's whole mixing step (sampling, box or mask, blend, targets), ÷ copy;
 - ``apply``: CutMix and FMix with the box or mask given (the blend alone), ÷ copy;
 - ``mask``: FMix mask generation alone, 256 masks at 32² and 224²;
-- ``throughput``: training samples/s of a small CNN with the mixer ÷ without (hidden-state mixers too).
+- ``throughput``: training samples/s of a small CNN with the mixer ÷ without (hidden-state mixers too);
+- PuzzleMix: the mask solver on 100 problems per grid size and label count, ÷ pyGCO's α-β swap called in a
+  serial loop (as the official code does; needs ``gco-wrapper``), the mean energy ÷ pyGCO's, and a whole
+  training step (saliency pass, mask, transport, forward, backward) ÷ a MixUp step on the same model and batch.
 
 Usage::
 
@@ -16,6 +19,8 @@ Example:
     >>> records = run(["mixup"], device="cpu", quick=True)
     >>> sorted({r["part"] for r in records})
     ['copy', 'step', 'throughput']
+    >>> format_table(records).splitlines()[0]
+    '| method | mode | part | shape | dtype | ms | ratio | ratio of |'
 """
 
 from __future__ import annotations
@@ -32,13 +37,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_mixup.callbacks import CutMix, FMix, ManifoldMixup, Mixer, MixUp, PatchUp
+from lightning.pytorch.plugins.precision import Precision
+
+from lightning_mixup.callbacks import CutMix, FMix, ManifoldMixup, Mixer, MixUp, PatchUp, PuzzleMix
 from lightning_mixup.functional import cutmix, fmix, partner_index, sample_boxes, sample_lam, sample_masks
+from lightning_mixup.functional.puzzlemix import energy, solve_masks
+from lightning_mixup.functional.puzzlemix.mix import GRIDS
+from lightning_mixup.functional.puzzlemix.reference import gco_labels, random_problems
 from lightning_mixup.models.nets import SmallCNN
 
 INPUT_METHODS = ("mixup", "cutmix", "fmix")
 HIDDEN_METHODS = ("manifold_mixup", "patchup")
-METHODS = INPUT_METHODS + HIDDEN_METHODS
+METHODS = INPUT_METHODS + HIDDEN_METHODS + ("puzzlemix",)
 SHAPES = ((256, 3, 32, 32), (64, 3, 224, 224))
 QUICK_SHAPES = ((8, 3, 16, 16),)
 NUM_CLASSES = 10
@@ -109,6 +119,7 @@ def _record(
     dtype: torch.dtype,
     ms: float,
     ratio: float | None,
+    ratio_of: str = "copy",
 ) -> dict[str, Any]:
     return {
         "method": method,
@@ -119,11 +130,12 @@ def _record(
         "dtype": str(dtype).removeprefix("torch."),
         "ms": round(ms, 4),
         "ratio": None if ratio is None else round(ratio, 3),
+        "ratio_of": ratio_of if ratio is not None else "",
     }
 
 
 def _stubs(module: Any) -> tuple[Any, Any]:
-    return SimpleNamespace(current_epoch=0, global_rank=0), module
+    return SimpleNamespace(current_epoch=0, global_rank=0, precision_plugin=Precision(), datamodule=None), module
 
 
 def bench_steps(
@@ -217,8 +229,85 @@ def bench_throughput(
             ms = statistics.median(mixed) / steps
             ratio = statistics.median(plain) / statistics.median(mixed)
             mode = "per_sample" if per_sample else "batch"
-            records.append(_record(method, mode, "throughput", shape, device, torch.float32, ms, ratio))
+            records.append(
+                _record(method, mode, "throughput", shape, device, torch.float32, ms, ratio, "samples/s without mixing")
+            )
     return records
+
+
+def _have_gco() -> bool:
+    try:
+        import gco  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def bench_puzzlemix(device: torch.device, quick: bool, repeat: int) -> list[dict[str, Any]]:
+    """PuzzleMix's solver ÷ pyGCO (time and mean energy) per grid and label count, and its training step ÷
+    MixUp's."""
+    batch = 8 if quick else 100
+    records = []
+    for grid in (2, 4) if quick else GRIDS:
+        for n_labels in (2, 3):
+            problem = random_problems(batch, grid, n_labels, seed=grid)
+            problem = type(problem)(*(t.to(device) for t in problem))
+            shape, mode = (batch, grid, grid, n_labels), f"grid {grid}, L={n_labels}"
+            ours = median_ms(lambda: solve_masks(problem), device, repeat)
+            if not _have_gco():
+                records.append(_record("puzzlemix", mode, "solve", shape, device, torch.float32, ours, None))
+                continue
+            cpu = torch.device("cpu")
+            reference = median_ms(lambda: gco_labels(problem), cpu, max(3, repeat // 5), warmup=1)
+            ratio = energy(problem, solve_masks(problem)).mean() / energy(problem, gco_labels(problem)).mean()
+            records += [
+                _record("puzzlemix", mode, "solve", shape, device, torch.float32, ours, ours / reference, "pyGCO time"),
+                _record("puzzlemix", mode, "solve_pygco", shape, cpu, torch.float32, reference, float(ratio),
+                        "ours: energy ÷ pyGCO's"),
+            ]  # fmt: skip
+    shape = (8, 3, 16, 16) if quick else (128, 3, 32, 32)
+    records += _step_ratio(shape, device, width=4 if quick else 32, steps=2 if quick else 4, rounds=1 if quick else 4)
+    return records
+
+
+def _step_ratio(
+    shape: Sequence[int], device: torch.device, width: int, steps: int, rounds: int
+) -> list[dict[str, Any]]:
+    """A PuzzleMix training step ÷ a MixUp step, same SmallCNN and batch (alternating rounds, medians)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(*shape, generator=g, device=device)
+    y = torch.randint(0, NUM_CLASSES, (shape[0],), generator=g, device=device)
+    grids = tuple(grid for grid in GRIDS if shape[-1] % grid == 0 and shape[-1] // grid >= 2)
+    torch.manual_seed(0)
+    module = _Module(width).to(device)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+    trainer, _ = _stubs(module)
+    mixers = {
+        "mixup": MixUp(num_classes=NUM_CLASSES, seed=0),
+        "puzzlemix": PuzzleMix(grids=grids, num_classes=NUM_CLASSES, seed=0),
+    }
+    for mixer in mixers.values():
+        mixer.setup(trainer, module, "fit")
+
+    def train(mixer: Mixer) -> None:
+        for _ in range(steps):
+            batch = [x, y]
+            mixer.on_train_batch_start(trainer, module, batch, 0)
+            loss = F.cross_entropy(module(batch[0]), batch[1])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    times: dict[str, list[float]] = {name: [] for name in mixers}
+    for _ in range(rounds):
+        for name, mixer in mixers.items():
+            times[name].append(_once_ms(lambda: train(mixer), device) / steps)
+    mixup_ms, puzzle_ms = statistics.median(times["mixup"]), statistics.median(times["puzzlemix"])
+    return [
+        _record("mixup", "batch", "train_step", shape, device, torch.float32, mixup_ms, None),
+        _record("puzzlemix", "batch", "train_step", shape, device, torch.float32, puzzle_ms, puzzle_ms / mixup_ms,
+                "MixUp step"),
+    ]  # fmt: skip
 
 
 def run(methods: Sequence[str] = METHODS, device: str = "cpu", quick: bool = False) -> list[dict[str, Any]]:
@@ -231,15 +320,18 @@ def run(methods: Sequence[str] = METHODS, device: str = "cpu", quick: bool = Fal
     repeat = 3 if quick else 25
     dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
     records: list[dict[str, Any]] = []
-    for shape in shapes:
+    for shape in shapes if any(m in INPUT_METHODS for m in methods) else ():
         for dtype in dtypes:
             records += bench_steps(methods, shape, dev, dtype, repeat)
     if "fmix" in methods:
         records += bench_masks((16,) if quick else (32, 224), 8 if quick else 256, dev, repeat)
+    throughput_methods = [m for m in methods if m != "puzzlemix"]
     if quick:
-        records += bench_throughput(methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
+        records += bench_throughput(throughput_methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
     else:
-        records += bench_throughput(methods, (128, 3, 32, 32), dev, width=32, steps=4, rounds=4)
+        records += bench_throughput(throughput_methods, (128, 3, 32, 32), dev, width=32, steps=4, rounds=4)
+    if "puzzlemix" in methods:
+        records += bench_puzzlemix(dev, quick, repeat)
     for r in records:
         r.setdefault("device", dev.type)
     return records
@@ -247,11 +339,11 @@ def run(methods: Sequence[str] = METHODS, device: str = "cpu", quick: bool = Fal
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """The records as a markdown table."""
-    lines = ["| method | mode | part | shape | dtype | ms | ratio |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | mode | part | shape | dtype | ms | ratio | ratio of |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
         shape = "×".join(map(str, r["shape"]))
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        cells = [r["method"], r["mode"], r["part"], shape, r["dtype"], f"{r['ms']:.3f}", ratio]
+        cells = [r["method"], r["mode"], r["part"], shape, r["dtype"], f"{r['ms']:.3f}", ratio, r["ratio_of"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

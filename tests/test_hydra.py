@@ -29,7 +29,9 @@ def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
 
 
 def test_the_mix_group_has_every_method() -> None:
-    assert MIXES == ["cutmix", "fmix", "gan_mixup", "manifold_mixup", "mixup", "none", "patchup", "puzzlemix", "random_choice"]
+    assert MIXES == [
+        *("cutmix", "fmix", "gan_mixup", "manifold_mixup", "mixup", "none", "patchup", "puzzlemix", "random_choice")
+    ]
 
 
 @pytest.mark.parametrize("mix", [m for m in MIXES if m != "gan_mixup"])  # GAN-only: tests/test_gan.py

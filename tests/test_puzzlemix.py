@@ -167,7 +167,9 @@ def test_moved_image_is_a_rearrangement_of_its_blocks() -> None:
         for dest in range(16):
             src = int(plan[i, dest])
             r, c, sr, sc = dest // 4, dest % 4, src // 4, src % 4
-            torch.testing.assert_close(moved[i, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4], x[i, :, 4 * sr : 4 * sr + 4, 4 * sc : 4 * sc + 4])
+            torch.testing.assert_close(
+                moved[i, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4], x[i, :, 4 * sr : 4 * sr + 4, 4 * sc : 4 * sc + 4]
+            )
 
 
 # ---- the mix --------------------------------------------------------------------------------------

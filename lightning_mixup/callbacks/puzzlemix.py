@@ -169,8 +169,12 @@ class PuzzleMix(Mixer):
         """``(mean, std)``: as given, else the datamodule's, else ``(0,), (1,)``."""
         datamodule = getattr(self._trainer, "datamodule", None)
         found = [getattr(datamodule, name, None) for name in ("mean", "std")]
-        mean = self.mean or (self._channels("mean", torch.as_tensor(found[0]).flatten().tolist()) if found[0] is not None else (0.0,))
-        std = self.std or (self._channels("std", torch.as_tensor(found[1]).flatten().tolist()) if found[1] is not None else (1.0,))
+        mean = self.mean or (
+            self._channels("mean", torch.as_tensor(found[0]).flatten().tolist()) if found[0] is not None else (0.0,)
+        )
+        std = self.std or (
+            self._channels("std", torch.as_tensor(found[1]).flatten().tolist()) if found[1] is not None else (1.0,)
+        )
         return mean, std
 
     def _input_grad(self, x: Tensor, probs: Tensor) -> Tensor:

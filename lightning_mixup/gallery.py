@@ -1,0 +1,323 @@
+"""Pictures of what each mixer does, from the bundled digits and the functional API, and the mixup paper's
+decision-boundary figure (Zhang et al., arXiv 1710.09412, Figure 1b) on 2-D toy data.
+
+``python -m lightning_mixup.gallery --out docs/images`` writes one small PNG per method (``mixup.png``,
+``cutmix.png``, ...) and ``decision_boundaries.png``. matplotlib (``pip install "lightning-mixup[plot]"``) is
+needed for the figures only: the examples are plain tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from lightning import Trainer, seed_everything
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor, nn
+
+from lightning_mixup.callbacks import ManifoldMixup, MixUp
+from lightning_mixup.data import Toy2DDataModule, load_digits
+from lightning_mixup.functional import (
+    block_masks,
+    box_mask,
+    cutmix,
+    fmix,
+    mix_targets,
+    mixup,
+    partner_index,
+    patchup,
+    patchup_targets,
+    sample_boxes,
+    sample_lam,
+    sample_masks,
+    unchanged_fraction,
+)
+from lightning_mixup.models import Classifier
+from lightning_mixup.models.nets import MLP, SmallCNN
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+IMAGE_SIZE = 32
+PATCHUP_BLOCK = 7
+SEED = 5  # its first λ ~ Beta(1, 1) is 0.55: both images of a pair show in the batch-mode pictures
+
+
+class Example(NamedTuple):
+    """One method applied to pairs of images: everything ``[n, H, W]`` except ``lam [n]``.
+
+    ``mask`` is the share of each pixel (or feature) that comes from ``first``; ``lam`` the weight of
+    ``first``'s label in the mixed target (the package's λ: the fraction of the sample that is its own).
+    Hidden-state methods show one channel of a feature map instead of the pixels.
+    """
+
+    first: Tensor
+    second: Tensor
+    mask: Tensor
+    mixed: Tensor
+    lam: Tensor
+
+
+Build = Callable[[Tensor, Tensor, bool, torch.Generator], Example]
+"""``build(x [n, 1, H, W], index [n], per_sample, generator) -> Example``."""
+
+
+def digit_pairs(n: int = 4, size: int = IMAGE_SIZE) -> tuple[Tensor, Tensor]:
+    """``n`` bundled digits of the classes ``0 .. n−1`` (the first image of each), in [0, 1], resized to
+    ``size``², ``[n, 1, size, size]``, and their partners: the reversed batch (``"flip"``), so each digit
+    is mixed with another class.
+
+    Example:
+        >>> x, index = digit_pairs(4)
+        >>> x.shape, index.tolist()
+        (torch.Size([4, 1, 32, 32]), [3, 2, 1, 0])
+    """
+    if not 2 <= n <= 10 or n % 2:
+        raise ValueError(f"n must be an even number of classes between 2 and 10, got {n!r}")
+    images, labels = load_digits()
+    first = (labels.long().unsqueeze(1) == torch.arange(n)).float().argmax(dim=0)  # first image of each class
+    x = F.interpolate(
+        images[first].unsqueeze(1).float() / 16.0, size=(size, size), mode="bilinear", align_corners=False
+    )
+    return x.clamp(0, 1), partner_index(n, "flip")
+
+
+def _lam(n: int, per_sample: bool, alpha: float, generator: torch.Generator) -> Tensor:
+    return sample_lam(alpha, n if per_sample else None, generator=generator)
+
+
+def _own_weight(targets: Callable[[Tensor], Tensor], n: int) -> Tensor:
+    """The weight of each sample's own label in ``targets(probs)`` for one class per sample."""
+    return targets(torch.eye(n)).diagonal()
+
+
+def _example(x: Tensor, index: Tensor, mask: Tensor, mixed: Tensor, lam: Tensor) -> Example:
+    return Example(x[:, 0], x[index, 0], mask.expand_as(x)[:, 0], mixed[:, 0], lam)
+
+
+def _mixup_of(h: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator, alpha: float) -> Example:
+    n = h.shape[0]
+    lam = _lam(n, per_sample, alpha, generator).expand(n)
+    mask = lam.view(n, 1, 1, 1).expand_as(h)
+    return _example(h, index, mask, mixup(h, index, lam), _own_weight(lambda p: mix_targets(p, index, lam), n))
+
+
+def mixup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
+    """mixup (arXiv 1710.09412): ``λx + (1−λ)x[j]``, λ ~ Beta(1, 1)."""
+    return _mixup_of(x, index, per_sample, generator, alpha=1.0)
+
+
+def cutmix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
+    """CutMix (arXiv 1905.04899): a box of the partner, λ corrected to the area that stays."""
+    n, _, height, width = x.shape
+    boxes, lam = sample_boxes(_lam(n, per_sample, 1.0, generator), height, width, generator=generator)
+    mask = 1.0 - box_mask(boxes, height, width).float()
+    lam = lam.expand(n)
+    return _example(x, index, mask, cutmix(x, index, boxes), _own_weight(lambda p: mix_targets(p, index, lam), n))
+
+
+def fmix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
+    """FMix (arXiv 2002.12047): a binary mask from low-frequency Fourier noise (decay power 3), λ = its mean."""
+    n, _, height, width = x.shape
+    mask, lam = sample_masks(_lam(n, per_sample, 1.0, generator), height, width, 3.0, generator=generator)
+    lam = lam.expand(n)
+    return _example(x, index, mask, fmix(x, index, mask), _own_weight(lambda p: mix_targets(p, index, lam), n))
+
+
+@functools.cache
+def _feature_net() -> nn.Module:
+    """The first stage of an untrained :class:`SmallCNN` with fixed weights, in eval mode: a stand-in layer."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return SmallCNN(in_channels=1, width=8).layer1.eval()
+
+
+@torch.no_grad()
+def _features(x: Tensor) -> Tensor:
+    """The most active channel of ``x``'s feature map after :func:`_feature_net`, ``[n, 1, H, W]``: what the
+    hidden-state methods mix in the gallery."""
+    h = _feature_net()(x)
+    return h[:, h.mean(dim=(0, 2, 3)).argmax()].unsqueeze(1)
+
+
+def manifold_mixup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
+    """Manifold Mixup (arXiv 1806.05236): mixup of a hidden feature map, λ ~ Beta(2, 2)."""
+    return _mixup_of(_features(x), index, per_sample, generator, alpha=2.0)
+
+
+def patchup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
+    """Soft PatchUp (arXiv 2006.07794): 7×7 blocks (γ = 0.75) of a one-channel hidden feature map interpolated
+    with the partner's, λ ~ Beta(2, 2); one block mask for the batch (as the official code) or one per sample."""
+    h = _features(x)
+    n, channels, height, width = h.shape
+    lam = _lam(n, per_sample, 2.0, generator).expand(n)
+    holes = block_masks(n if per_sample else 1, channels, height, width, PATCHUP_BLOCK, 0.75, generator=generator)
+    unchanged = unchanged_fraction(holes).expand(n)
+    mask = 1.0 - holes * (1.0 - lam.view(n, 1, 1, 1))
+    own = _own_weight(lambda p: patchup_targets(p, index, lam, unchanged, "soft"), n)
+    return _example(h, index, mask, patchup(h, index, lam, holes, "soft"), own)
+
+
+class Method(NamedTuple):
+    """A gallery entry: the method's display name and the function that applies it to pairs."""
+
+    title: str
+    build: Build
+
+
+METHODS: dict[str, Method] = {
+    "mixup": Method("mixup", mixup_example),
+    "cutmix": Method("CutMix", cutmix_example),
+    "fmix": Method("FMix", fmix_example),
+    "manifold_mixup": Method("Manifold Mixup (a hidden feature map)", manifold_mixup_example),
+    "patchup": Method("PatchUp, soft (a hidden feature map)", patchup_example),
+}
+"""The methods of the gallery, by file name: one line per method."""
+
+MODES = {"one λ per batch": False, "one λ per sample": True}
+
+
+def examples(name: str, n: int = 4, seed: int = SEED) -> dict[str, Example]:
+    """Method ``name`` applied to :func:`digit_pairs` in both modes: ``{"one λ per batch": ..., "one λ per
+    sample": ...}``, each drawn from a generator seeded with ``seed``.
+
+    Example:
+        >>> ex = examples("cutmix", n=4)["one λ per sample"]
+        >>> ex.mixed.shape, bool(torch.allclose(ex.mask.mean(dim=(1, 2)), ex.lam))
+        (torch.Size([4, 32, 32]), True)
+    """
+    if name not in METHODS:
+        raise ValueError(f"name must be one of {sorted(METHODS)}, got {name!r}")
+    x, index = digit_pairs(n)
+    build = METHODS[name].build
+    return {
+        mode: build(x, index, per_sample, torch.Generator().manual_seed(seed)) for mode, per_sample in MODES.items()
+    }
+
+
+def example_figure(groups: Mapping[str, Example], title: str = "") -> Figure:
+    """Side-by-side groups of pairs: rows first image, partner, mask (share of the first) and mix, with the
+    target's λ over each pair."""
+    from matplotlib.figure import Figure
+
+    rows = ("image", "partner", "mask", "mix")
+    n = sum(ex.lam.shape[0] for ex in groups.values())
+    figure = Figure(figsize=(0.75 * n + 0.5, 3.6), dpi=80, layout="constrained")
+    columns = figure.subfigures(1, len(groups), squeeze=False)[0]
+    for column, (label, ex) in zip(columns, groups.items()):
+        axes = column.subplots(len(rows), ex.lam.shape[0], squeeze=False)
+        column.suptitle(label, fontsize=9)
+        for j in range(ex.lam.shape[0]):
+            brightest = float(torch.maximum(ex.first[j].max(), ex.second[j].max()))
+            for i, picture in enumerate((ex.first[j], ex.second[j], ex.mask[j], ex.mixed[j])):
+                ax = axes[i, j]
+                vmax = 1.0 if rows[i] == "mask" else brightest  # images and feature maps are >= 0
+                ax.imshow(picture.numpy(), cmap="gray", vmin=0.0, vmax=vmax, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    ax.set_ylabel(rows[i], fontsize=8)
+            axes[0, j].set_title(f"λ={float(ex.lam[j]):.2f}", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def method_figure(name: str, n: int = 4, seed: int = SEED) -> Figure:
+    """The gallery figure of method ``name``: both modes side by side (see :func:`examples`)."""
+    return example_figure(examples(name, n, seed), METHODS[name].title)
+
+
+# ---- decision boundaries (mixup paper, Figure 1b) ---------------------------------------------------------------
+
+TOY_METHODS: dict[str, Callable[[], list[Callback]]] = {
+    "ERM": list,
+    "mixup (α = 1)": lambda: [MixUp(alpha=1.0)],
+    "Manifold Mixup (α = 2)": lambda: [ManifoldMixup(layers=["net.layers.0", "net.layers.1"], alpha=2.0)],
+}
+"""The trainings of the decision-boundary figure: the callbacks of each, made fresh for each fit."""
+
+
+def fit_toy_classifiers(epochs: int = 100, seed: int = 0) -> tuple[Toy2DDataModule, dict[str, Classifier]]:
+    """Train one MLP (3 × 64, ReLU, Adam lr 0.01, batch 128) per entry of :data:`TOY_METHODS` on the two moons
+    (1,000 points, noise 0.1), each from the same seed; returns the datamodule and the trained classifiers."""
+    data = Toy2DDataModule("moons", n_samples=1000, noise=0.1, batch_size=128)
+    models = {}
+    for name, callbacks in TOY_METHODS.items():
+        seed_everything(seed, verbose=False)
+        model = Classifier(MLP(2, 2, hidden=64, depth=3), 2, optimizer=functools.partial(torch.optim.Adam, lr=0.01))
+        trainer = Trainer(
+            accelerator="cpu",
+            max_epochs=epochs,
+            callbacks=callbacks(),
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(model, data)
+        models[name] = model
+    return data, models
+
+
+@torch.no_grad()
+def probability_maps(
+    models: Mapping[str, nn.Module], x: Tensor, y: Tensor, resolution: int = 150, margin: float = 0.5
+) -> Figure:
+    """Side by side, each model's predicted probability of class 1 over the plane of the 2-D points ``x [N, 2]``
+    (labels ``y [N]`` drawn on top): the mixup paper's Figure 1b. The models are put in eval mode."""
+    from matplotlib.figure import Figure
+
+    levels = [i / 10 for i in range(11)]  # flat bands: a small PNG
+    low, high = x.min(dim=0).values - margin, x.max(dim=0).values + margin
+    xs = torch.linspace(float(low[0]), float(high[0]), resolution)
+    ys = torch.linspace(float(low[1]), float(high[1]), resolution)
+    plane = torch.cartesian_prod(ys, xs).flip(1)  # row-major over (y, x): points (x, y)
+    figure = Figure(figsize=(3.0 * len(models) + 0.6, 3.0), dpi=80, layout="constrained")
+    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    image = None
+    for ax, (name, model) in zip(axes, models.items()):
+        prob = model.eval()(plane).softmax(dim=1)[:, 1].reshape(resolution, resolution)
+        image = ax.contourf(xs.numpy(), ys.numpy(), prob.numpy(), levels=levels, cmap="Blues", vmin=0, vmax=1)
+        for label, color in ((0, "tab:green"), (1, "tab:orange")):
+            ax.scatter(*x[y == label].T.numpy(), s=4, c=color, edgecolors="none")
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    figure.colorbar(image, ax=list(axes), label="p(y = 1 | x)", shrink=0.9)
+    return figure
+
+
+def decision_boundary_figure(epochs: int = 100, seed: int = 0) -> Figure:
+    """Train :func:`fit_toy_classifiers` and draw their :func:`probability_maps` over the test points."""
+    data, models = fit_toy_classifiers(epochs, seed)
+    x, y = data.test_set.tensors
+    return probability_maps(models, x, y)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lightning_mixup.gallery --out docs/images``: one PNG per method and ``decision_boundaries.png``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/images"), help="folder of the PNG files")
+    parser.add_argument("--methods", nargs="*", choices=sorted(METHODS), default=list(METHODS), help="methods drawn")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs of the decision-boundary trainings")
+    parser.add_argument("--no-boundaries", action="store_true", help="skip decision_boundaries.png")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = {name: functools.partial(method_figure, name) for name in args.methods}
+    if not args.no_boundaries:
+        figures["decision_boundaries"] = functools.partial(decision_boundary_figure, args.epochs)
+    for name, make in figures.items():
+        path = args.out / f"{name}.png"
+        make().savefig(path)
+        print(f"{path}  {path.stat().st_size / 1024:.1f} KB")
+
+
+if __name__ == "__main__":
+    main()
