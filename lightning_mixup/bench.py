@@ -129,7 +129,7 @@ def _record(
         "device": device.type,
         "dtype": str(dtype).removeprefix("torch."),
         "ms": round(ms, 4),
-        "ratio": None if ratio is None else round(ratio, 3),
+        "ratio": None if ratio is None else round(ratio, 5),
         "ratio_of": ratio_of if ratio is not None else "",
     }
 
@@ -342,7 +342,8 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     lines = ["| method | mode | part | shape | dtype | ms | ratio | ratio of |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
         shape = "×".join(map(str, r["shape"]))
-        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        digits = 4 if r["ratio_of"].startswith("ours: energy") else 2
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.{digits}f}"
         cells = [r["method"], r["mode"], r["part"], shape, r["dtype"], f"{r['ms']:.3f}", ratio, r["ratio_of"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -43,23 +43,26 @@ def transport_plan(keep: Tensor, saliency: Tensor, eps: float, iterations: int |
     b, m, _ = keep.shape
     n = m * m
     cost = eps * position_cost(m, saliency) - saliency.reshape(b, n, 1) * keep.reshape(b, 1, n).to(saliency.dtype)
-    rows = torch.arange(n, device=keep.device)
-    won = torch.zeros(b, n, n, dtype=torch.bool, device=keep.device)
+    cost = cost.contiguous()
+    sources = torch.arange(n, device=keep.device).expand(b, n)
+    flat = sources * n  # row offsets into the flattened cost
+    none = torch.full((b, n), n, device=keep.device, dtype=torch.long)
     for _ in range(iterations if iterations is not None else m):
         choice = cost.argmin(-1)  # [B, n]: each source's proposal
-        proposed = torch.zeros_like(won).scatter_(-1, choice.unsqueeze(-1), True)
-        fight = torch.where(proposed, cost, torch.inf)
-        winner = fight.argmin(-2)  # [B, n]: cheapest proposer of each destination
-        won = proposed & torch.zeros_like(won).scatter_(-2, winner.unsqueeze(-2), True)
-        cost = cost + (proposed & ~won).to(cost.dtype)
+        bid = cost.view(b, n * n).gather(1, flat + choice)
+        best = torch.full_like(bid, torch.inf).scatter_reduce(1, choice, bid, "amin")
+        # each destination keeps its cheapest proposer (the lowest index among equals)
+        contender = torch.where(bid == best.gather(1, choice), sources, n)
+        winner = none.clone().scatter_reduce(1, choice, contender, "amin")  # [B, n] per destination; n: nobody
+        won = winner.gather(1, choice) == sources
+        cost.view(b, n * n).scatter_add_(1, flat + choice, (~won).to(cost.dtype))  # losers pay one more
     # complete the matching: the k-th unmatched source (by index) goes to the k-th unmatched destination
-    source_of = won.to(torch.uint8).argmax(-2)  # valid where the destination was won
-    dest_taken = won.any(-2)
-    source_used = won.any(-1)
-    free_dest = torch.sort(dest_taken.to(torch.uint8) * n + rows, dim=-1).indices  # unmatched first, in order
-    free_src = torch.sort(source_used.to(torch.uint8) * n + rows, dim=-1).indices
-    fill = torch.empty_like(source_of).scatter_(-1, free_dest, free_src)
-    return torch.where(dest_taken, source_of, fill)
+    dest_taken = winner < n
+    source_used = won
+    free_dest = torch.sort(dest_taken.to(torch.uint8) * n + sources, dim=-1).indices  # unmatched first, in order
+    free_src = torch.sort(source_used.to(torch.uint8) * n + sources, dim=-1).indices
+    fill = torch.empty_like(winner).scatter_(-1, free_dest, free_src)
+    return torch.where(dest_taken, winner, fill)
 
 
 def move_blocks(x: Tensor, source_of: Tensor) -> Tensor:
