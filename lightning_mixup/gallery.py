@@ -37,6 +37,8 @@ from lightning_mixup.functional import (
     sample_masks,
     unchanged_fraction,
 )
+from lightning_mixup.functional.puzzlemix import mask_problem, move_blocks, solve_masks, transport_plan
+from lightning_mixup.functional.puzzlemix.energy import pool_saliency
 from lightning_mixup.models import Classifier
 from lightning_mixup.models.nets import MLP, SmallCNN
 
@@ -91,20 +93,20 @@ def _lam(n: int, per_sample: bool, alpha: float, generator: torch.Generator) -> 
     return sample_lam(alpha, n if per_sample else None, generator=generator)
 
 
-def _own_weight(targets: Callable[[Tensor], Tensor], n: int) -> Tensor:
-    """The weight of each sample's own label in ``targets(probs)`` for one class per sample."""
-    return targets(torch.eye(n)).diagonal()
+def _own_weight(index: Tensor, lam: Tensor) -> Tensor:
+    """The weight of each sample's own label in its mixed target ``λy + (1−λ)y[j]`` (a class per sample)."""
+    return mix_targets(torch.eye(index.shape[0]), index, lam).diagonal()
 
 
-def _example(x: Tensor, index: Tensor, mask: Tensor, mixed: Tensor, lam: Tensor) -> Example:
-    return Example(x[:, 0], x[index, 0], mask.expand_as(x)[:, 0], mixed[:, 0], lam)
+def _example(x: Tensor, index: Tensor, mask: Tensor, mixed: Tensor, own: Tensor) -> Example:
+    return Example(x[:, 0], x[index, 0], mask.expand_as(x)[:, 0], mixed[:, 0], own)
 
 
 def _mixup_of(h: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator, alpha: float) -> Example:
     n = h.shape[0]
     lam = _lam(n, per_sample, alpha, generator).expand(n)
     mask = lam.view(n, 1, 1, 1).expand_as(h)
-    return _example(h, index, mask, mixup(h, index, lam), _own_weight(lambda p: mix_targets(p, index, lam), n))
+    return _example(h, index, mask, mixup(h, index, lam), _own_weight(index, lam))
 
 
 def mixup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
@@ -118,7 +120,7 @@ def cutmix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.
     boxes, lam = sample_boxes(_lam(n, per_sample, 1.0, generator), height, width, generator=generator)
     mask = 1.0 - box_mask(boxes, height, width).float()
     lam = lam.expand(n)
-    return _example(x, index, mask, cutmix(x, index, boxes), _own_weight(lambda p: mix_targets(p, index, lam), n))
+    return _example(x, index, mask, cutmix(x, index, boxes), _own_weight(index, lam))
 
 
 def fmix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
@@ -126,13 +128,13 @@ def fmix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Ge
     n, _, height, width = x.shape
     mask, lam = sample_masks(_lam(n, per_sample, 1.0, generator), height, width, 3.0, generator=generator)
     lam = lam.expand(n)
-    return _example(x, index, mask, fmix(x, index, mask), _own_weight(lambda p: mix_targets(p, index, lam), n))
+    return _example(x, index, mask, fmix(x, index, mask), _own_weight(index, lam))
 
 
 @functools.cache
 def _feature_net() -> nn.Module:
     """The first stage of an untrained :class:`SmallCNN` with fixed weights, in eval mode: a stand-in layer."""
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return SmallCNN(in_channels=1, width=8).layer1.eval()
 
@@ -159,8 +161,28 @@ def patchup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch
     holes = block_masks(n if per_sample else 1, channels, height, width, PATCHUP_BLOCK, 0.75, generator=generator)
     unchanged = unchanged_fraction(holes).expand(n)
     mask = 1.0 - holes * (1.0 - lam.view(n, 1, 1, 1))
-    own = _own_weight(lambda p: patchup_targets(p, index, lam, unchanged, "soft"), n)
+    own = patchup_targets(torch.eye(n), index, lam, unchanged, "soft").diagonal()
     return _example(h, index, mask, patchup(h, index, lam, holes, "soft"), own)
+
+
+def puzzlemix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
+    """PuzzleMix (arXiv 2009.06962): a 4×4-block mask with 3 values optimised to keep both digits' salient
+    blocks, after transport of each digit's salient 4×4-pixel blocks into the region it keeps; the digits'
+    own strokes stand in for a trained network's saliency. ``first``/``second`` are the transported images."""
+    n, _, side, _ = x.shape
+    grid, t_size = 4, 4
+    saliency = x[:, 0] + 1e-3
+    lam = _lam(n, per_sample, 1.0, generator)
+    labels = solve_masks(mask_problem(saliency, x, index, lam, grid, n_labels=3))
+    block_mask = (labels.float() / 2).unsqueeze(1)
+    t_mask = F.interpolate(block_mask, size=side // t_size, mode="nearest")[:, 0]
+    t_saliency = pool_saliency(saliency, side // t_size)
+    first = move_blocks(x, transport_plan(t_mask > 0, t_saliency, 0.8))
+    second = move_blocks(x[index], transport_plan(t_mask < 1, t_saliency[index], 0.8))
+    mask = F.interpolate(block_mask, size=side, mode="nearest")
+    own = block_mask.flatten(1).mean(1)
+    mixed = torch.lerp(second, first, mask)
+    return Example(first[:, 0], second[:, 0], mask[:, 0], mixed[:, 0], _own_weight(index, own))
 
 
 class Method(NamedTuple):
@@ -176,6 +198,7 @@ METHODS: dict[str, Method] = {
     "fmix": Method("FMix", fmix_example),
     "manifold_mixup": Method("Manifold Mixup (a hidden feature map)", manifold_mixup_example),
     "patchup": Method("PatchUp, soft (a hidden feature map)", patchup_example),
+    "puzzlemix": Method("PuzzleMix (transported sources)", puzzlemix_example),
 }
 """The methods of the gallery, by file name: one line per method."""
 
@@ -186,10 +209,19 @@ def examples(name: str, n: int = 4, seed: int = SEED) -> dict[str, Example]:
     """Method ``name`` applied to :func:`digit_pairs` in both modes: ``{"one λ per batch": ..., "one λ per
     sample": ...}``, each drawn from a generator seeded with ``seed``.
 
+    In every method the mix is ``mask·first + (1 − mask)·second`` and λ is the mask's mean.
+
     Example:
         >>> ex = examples("cutmix", n=4)["one λ per sample"]
-        >>> ex.mixed.shape, bool(torch.allclose(ex.mask.mean(dim=(1, 2)), ex.lam))
-        (torch.Size([4, 32, 32]), True)
+        >>> ex.mixed.shape
+        torch.Size([4, 32, 32])
+        >>> all(
+        ...     torch.allclose(ex.mixed, ex.mask * ex.first + (1 - ex.mask) * ex.second, atol=1e-6)
+        ...     and torch.allclose(ex.mask.mean(dim=(1, 2)), ex.lam, atol=1e-6)
+        ...     for name in METHODS
+        ...     for ex in examples(name).values()
+        ... )
+        True
     """
     if name not in METHODS:
         raise ValueError(f"name must be one of {sorted(METHODS)}, got {name!r}")
@@ -236,7 +268,7 @@ def method_figure(name: str, n: int = 4, seed: int = SEED) -> Figure:
 # ---- decision boundaries (mixup paper, Figure 1b) ---------------------------------------------------------------
 
 TOY_METHODS: dict[str, Callable[[], list[Callback]]] = {
-    "ERM": list,
+    "ERM": lambda: [],
     "mixup (α = 1)": lambda: [MixUp(alpha=1.0)],
     "Manifold Mixup (α = 2)": lambda: [ManifoldMixup(layers=["net.layers.0", "net.layers.1"], alpha=2.0)],
 }

@@ -1,6 +1,7 @@
 """Mixing callbacks: add one to ``Trainer(callbacks=[...])`` and the training batches are mixed."""
 
 from lightning_mixup.callbacks.base import Mixer, MixingCallback, SeededCallback
+from lightning_mixup.callbacks.batch_logger import MixedBatchLogger
 from lightning_mixup.callbacks.cutmix import CutMix
 from lightning_mixup.callbacks.fmix import FMix
 from lightning_mixup.callbacks.gan_mixup import DiscriminatorMixup
@@ -20,6 +21,7 @@ __all__ = [
     "GANMonitor",
     "HiddenStateMixer",
     "ManifoldMixup",
+    "MixedBatchLogger",
     "MixUp",
     "Mixer",
     "MixingCallback",

@@ -21,7 +21,7 @@ TAG = "train/mixed_batch"
 FOLDER = "mixed_batches"
 PLOT_EXTRA = 'pip install "lightning-mixup[plot]"'
 
-Stats = float | Sequence[float]
+Stats = float | Sequence[float] | Tensor
 
 
 def make_grid(images: Tensor, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) -> Tensor:
@@ -52,6 +52,8 @@ def make_grid(images: Tensor, nrow: int = 8, padding: int = 1, pad_value: float 
 def _check_stats(name: str, value: object, positive: bool) -> tuple[float, ...] | None:
     if value is None:
         return None
+    if isinstance(value, Tensor):
+        value = value.tolist()  # e.g. a datamodule's per-channel statistics
     values = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
     ok = len(values) > 0 and all(
         not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or not positive)
@@ -100,7 +102,7 @@ class MixedBatchLogger(Callback):
         nrow: images per row of the grid.
         input_key: position (list or tuple batch) or key (dict batch) of the images ``[B, C, H, W]``, ``C``
             1 or 3: the mixers' ``input_key``.
-        mean / std: the normalisation to undo, one number or one per channel (None: none).
+        mean / std: the normalisation to undo, one number or one per channel (a sequence or a tensor; None: none).
         value_range: the ``(low, high)`` pixel values drawn black and white after un-normalising (values
             outside are clipped); None: each grid's own minimum and maximum.
         padding: pixels of white between and around the images.
