@@ -319,3 +319,15 @@ def test_a_module_whose_output_is_not_logits_fails_clearly(images: DataLoader) -
     module.forward = lambda x: module.net(x)[:, :1].squeeze(1)  # [B] instead of [B, C]
     with pytest.raises(ValueError, match=r"pl_module\(x\), which must return logits \[B, 4\]; got shape \[8\]"):
         make_trainer([PuzzleMix(grids=(2,))], limit_train_batches=1).fit(module, images)
+
+
+def test_inside_random_choice_and_validation_untouched(images: DataLoader) -> None:
+    from lightning_mixup import MixUp, RandomChoice
+
+    module, after = UserModule(), Recorder()
+    mixer = RandomChoice([MixUp(), PuzzleMix(grids=(2, 4))], weights=[1, 3], seed=0)
+    make_trainer([mixer, after], max_epochs=2).fit(module, images, images)
+    raw = [x for x, _ in images]
+    assert module.seen["val"] and all(any(torch.equal(x, r) for r in raw) for x, _ in module.seen["val"])
+    # a batch drawn with λ near 1 can keep every image whole (as mixup with λ = 1 would)
+    assert sum(not any(torch.equal(x, r) for r in raw) for x, _ in after.batches) >= 6
