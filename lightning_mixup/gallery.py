@@ -37,8 +37,7 @@ from lightning_mixup.functional import (
     sample_masks,
     unchanged_fraction,
 )
-from lightning_mixup.functional.puzzlemix import mask_problem, move_blocks, solve_masks, transport_plan
-from lightning_mixup.functional.puzzlemix.energy import pool_saliency
+from lightning_mixup.functional.puzzlemix.mix import PuzzleMixParams, optimal_mask, transport_sources
 from lightning_mixup.models import Classifier
 from lightning_mixup.models.nets import MLP, SmallCNN
 
@@ -169,20 +168,16 @@ def puzzlemix_example(x: Tensor, index: Tensor, per_sample: bool, generator: tor
     """PuzzleMix (arXiv 2009.06962): a 4×4-block mask with 3 values optimised to keep both digits' salient
     blocks, after transport of each digit's salient 4×4-pixel blocks into the region it keeps; the digits'
     own strokes stand in for a trained network's saliency. ``first``/``second`` are the transported images."""
-    n, _, side, _ = x.shape
-    grid, t_size = 4, 4
+    params = PuzzleMixParams(n_labels=3)
     saliency = x[:, 0] + 1e-3
-    lam = _lam(n, per_sample, 1.0, generator)
-    labels = solve_masks(mask_problem(saliency, x, index, lam, grid, n_labels=3))
-    block_mask = (labels.float() / 2).unsqueeze(1)
-    t_mask = F.interpolate(block_mask, size=side // t_size, mode="nearest")[:, 0]
-    t_saliency = pool_saliency(saliency, side // t_size)
-    first = move_blocks(x, transport_plan(t_mask > 0, t_saliency, 0.8))
-    second = move_blocks(x[index], transport_plan(t_mask < 1, t_saliency[index], 0.8))
-    mask = F.interpolate(block_mask, size=side, mode="nearest")
-    own = block_mask.flatten(1).mean(1)
+    lam = _lam(x.shape[0], per_sample, 1.0, generator)
+    block_mask = optimal_mask(saliency, x, index, lam, 4, params)
+    first, second = transport_sources(x, x[index], block_mask, saliency, index, 4, params.t_eps)
+    mask = F.interpolate(block_mask, size=x.shape[-1], mode="nearest")
     mixed = torch.lerp(second, first, mask)
-    return Example(first[:, 0], second[:, 0], mask[:, 0], mixed[:, 0], _own_weight(index, own))
+    return Example(
+        first[:, 0], second[:, 0], mask[:, 0], mixed[:, 0], _own_weight(index, block_mask.flatten(1).mean(1))
+    )
 
 
 class Method(NamedTuple):

@@ -143,31 +143,49 @@ def puzzlemix(
         >>> mixed.shape, bool(((mask == 0) | (mask == 0.5) | (mask == 1)).all())
         (torch.Size([4, 3, 32, 32]), True)
     """
-    b, _, side, _ = x.shape
+    side = x.shape[-1]
     mean_t, std_t = _as_channels(mean, x), _as_channels(std, x)
     pixels = x * std_t + mean_t
     saliency = saliency.detach().to(x.dtype)
-    problem = mask_problem(
-        saliency, pixels, index, lam, grid,
-        beta=params.beta, gamma=params.gamma, eta=params.eta, neigh_size=params.neigh_size, n_labels=params.n_labels,
-    )  # fmt: skip
-    labels = solve_masks(problem, params.iterations)
-    block_mask = (labels.to(x.dtype) / (params.n_labels - 1)).unsqueeze(1)  # [B, 1, n, n]
-
+    block_mask = optimal_mask(saliency, pixels, index, lam, grid, params)
     own, partner = x, x[index]
     if noise is not None and perturb[0]:
         own = ((pixels + noise).clamp(0, 1) - mean_t) / std_t
     if noise is not None and perturb[1]:
         partner = ((pixels[index] + noise[index]).clamp(0, 1) - mean_t) / std_t
     if params.transport:
-        _, _, t_size = params.sizes(side, grid)
-        m = side // t_size
-        t_mask = F.interpolate(block_mask, size=m, mode="nearest")[:, 0]
-        t_saliency = pool_saliency(saliency, m)
-        own = move_blocks(own, transport_plan(t_mask > 0, t_saliency, params.t_eps))
-        partner = move_blocks(partner, transport_plan(t_mask < 1, t_saliency[index], params.t_eps))
+        own, partner = transport_sources(
+            own, partner, block_mask, saliency, index, params.sizes(side, grid)[2], params.t_eps
+        )
     mask = F.interpolate(block_mask, size=side, mode="nearest")
     return torch.lerp(partner, own, mask), block_mask.flatten(1).mean(1), mask
+
+
+def optimal_mask(
+    saliency: Tensor, pixels: Tensor, index: Tensor, lam: Tensor, grid: int, params: PuzzleMixParams
+) -> Tensor:
+    """``[B, 1, n, n]`` the mask value of each block (share of the sample itself) minimising PuzzleMix's energy
+    for ``saliency [B, S, S]`` and images ``pixels [B, C, S, S]`` in [0, 1] (see :func:`~.energy.mask_problem`)."""
+    problem = mask_problem(
+        saliency, pixels, index, lam, grid,
+        beta=params.beta, gamma=params.gamma, eta=params.eta, neigh_size=params.neigh_size, n_labels=params.n_labels,
+    )  # fmt: skip
+    labels = solve_masks(problem, params.iterations)
+    return (labels.to(pixels.dtype) / (params.n_labels - 1)).unsqueeze(1)
+
+
+def transport_sources(
+    own: Tensor, partner: Tensor, block_mask: Tensor, saliency: Tensor, index: Tensor, t_size: int, t_eps: float
+) -> tuple[Tensor, Tensor]:
+    """Move the salient ``t_size``-pixel blocks of ``own`` into the region ``block_mask`` keeps of it, and those of
+    ``partner`` (saliency ``saliency[index]``) into the rest; returns the two rearranged images."""
+    side = own.shape[-1]
+    m = side // t_size
+    t_mask = F.interpolate(block_mask, size=m, mode="nearest")[:, 0]
+    t_saliency = pool_saliency(saliency, m)
+    own = move_blocks(own, transport_plan(t_mask > 0, t_saliency, t_eps))
+    partner = move_blocks(partner, transport_plan(t_mask < 1, t_saliency[index], t_eps))
+    return own, partner
 
 
 def puzzlemix_batch(
