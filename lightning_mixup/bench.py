@@ -192,6 +192,28 @@ def bench_masks(sizes: Sequence[int], n: int, device: torch.device, repeat: int)
     return records
 
 
+def _train(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer: Any,
+    mixer: Mixer | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+) -> None:
+    """``steps`` SGD steps of ``module`` on the batch ``(x, y)``, mixed by ``mixer`` (None: plain)."""
+    for _ in range(steps):
+        batch = [x, y]
+        if mixer is not None:
+            mixer.on_train_batch_start(trainer, module, batch, 0)
+        loss = F.cross_entropy(module(batch[0]), batch[1])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if mixer is not None:
+            mixer.on_train_batch_end(trainer, module, loss, batch, 0)
+
+
 def bench_throughput(
     methods: Sequence[str], shape: Sequence[int], device: torch.device, width: int, steps: int, rounds: int
 ) -> list[dict[str, Any]]:
@@ -209,22 +231,10 @@ def bench_throughput(
             trainer, _ = _stubs(module)
             cb.setup(trainer, module, "fit")
 
-            def train(mixer: Mixer | None) -> None:
-                for _ in range(steps):
-                    batch = [x, y]
-                    if mixer is not None:
-                        mixer.on_train_batch_start(trainer, module, batch, 0)
-                    loss = F.cross_entropy(module(batch[0]), batch[1])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    if mixer is not None:
-                        mixer.on_train_batch_end(trainer, module, loss, batch, 0)
-
             plain, mixed = [], []
             for _ in range(rounds):
-                plain.append(_once_ms(lambda: train(None), device))
-                mixed.append(_once_ms(lambda: train(cb), device))
+                plain.append(_once_ms(lambda: _train(module, optimizer, trainer, None, x, y, steps), device))
+                mixed.append(_once_ms(lambda: _train(module, optimizer, trainer, cb, x, y, steps), device))
             cb.teardown(trainer, module, "fit")
             ms = statistics.median(mixed) / steps
             ratio = statistics.median(plain) / statistics.median(mixed)
@@ -289,19 +299,10 @@ def _step_ratio(
     for mixer in mixers.values():
         mixer.setup(trainer, module, "fit")
 
-    def train(mixer: Mixer) -> None:
-        for _ in range(steps):
-            batch = [x, y]
-            mixer.on_train_batch_start(trainer, module, batch, 0)
-            loss = F.cross_entropy(module(batch[0]), batch[1])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
     times: dict[str, list[float]] = {name: [] for name in mixers}
     for _ in range(rounds):
         for name, mixer in mixers.items():
-            times[name].append(_once_ms(lambda: train(mixer), device) / steps)
+            times[name].append(_once_ms(lambda: _train(module, optimizer, trainer, mixer, x, y, steps), device) / steps)
     mixup_ms, puzzle_ms = statistics.median(times["mixup"]), statistics.median(times["puzzlemix"])
     return [
         _record("mixup", "batch", "train_step", shape, device, torch.float32, mixup_ms, None),
