@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from lightning_mixup.callbacks.base import Key, _check_key
+from lightning_mixup.checks import check_channel_stats
 from lightning_mixup.checks import check_int, check_positive_int
 
 TAG = "train/mixed_batch"
@@ -47,22 +48,6 @@ def make_grid(images: Tensor, nrow: int = 8, padding: int = 1, pad_value: float 
     cell_h, cell_w = height + padding, width + padding
     grid = tiles.view(rows, cols, channels, cell_h, cell_w).permute(2, 0, 3, 1, 4)
     return F.pad(grid.reshape(channels, rows * cell_h, cols * cell_w), (padding, 0, padding, 0), value=pad_value)
-
-
-def _check_stats(name: str, value: object, positive: bool) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, Tensor):
-        value = value.tolist()  # e.g. a datamodule's per-channel statistics
-    values = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
-    ok = len(values) > 0 and all(
-        not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or not positive)
-        for v in values
-    )
-    if not ok:
-        what = "a finite number > 0" if positive else "a finite number"
-        raise ValueError(f"{name} must be {what} or a sequence of them (one per channel), got {value!r}")
-    return tuple(float(v) for v in values)
 
 
 def _check_range(value: object) -> tuple[float, float]:
@@ -137,8 +122,8 @@ class MixedBatchLogger(Callback):
         self.max_images = max_images
         self.nrow = nrow
         self.input_key = _check_key("input_key", input_key)
-        self.mean = _check_stats("mean", mean, positive=False)
-        self.std = _check_stats("std", std, positive=True)
+        self.mean = check_channel_stats("mean", mean, positive=False)
+        self.std = check_channel_stats("std", std, positive=True)
         self.value_range = value_range
         self.padding = padding
         self.dirpath = None if dirpath is None else Path(dirpath)

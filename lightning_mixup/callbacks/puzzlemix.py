@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_mixup.callbacks.base import Key, Mixer
+from lightning_mixup.checks import check_channel_stats, check_number
 from lightning_mixup.functional import MixedBatch
 from lightning_mixup.functional.puzzlemix import PuzzleMixParams, input_saliency, puzzlemix_batch
 from lightning_mixup.functional.targets import to_probs
@@ -26,14 +27,6 @@ class AcceptsAuxiliaryLoss(Protocol):
     """
 
     def add_auxiliary_loss(self, name: str, loss: Tensor) -> None: ...
-
-
-def _number(name: str, value: object, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
-        raise ValueError(f"{name} must be a number >= {low:g}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
 
 
 class PuzzleMix(Mixer):
@@ -105,22 +98,14 @@ class PuzzleMix(Mixer):
             beta, gamma, eta, neigh_size, n_labels, tuple(grids) if isinstance(grids, Sequence) else grids,
             transport, t_eps, t_size, iterations,
         )  # fmt: skip
-        self.adv_p = _number("adv_p", adv_p, 0.0, 1.0)
-        self.adv_eps = _number("adv_eps", adv_eps, 0.0)
-        self.clean_lam = _number("clean_lam", clean_lam, 0.0)
-        self.mean = None if mean is None else self._channels("mean", mean)
-        self.std = None if std is None else self._channels("std", std)
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError(f"std must be > 0, got {std!r}")
+        self.adv_p = check_number("adv_p", adv_p, 0.0, 1.0)
+        self.adv_eps = check_number("adv_eps", adv_eps, 0.0)
+        self.clean_lam = check_number("clean_lam", clean_lam, 0.0)
+        self.mean = check_channel_stats("mean", mean, positive=False)
+        self.std = check_channel_stats("std", std, positive=True)
         self._trainer: pl.Trainer | None = None
         self._module: pl.LightningModule | None = None
-
-    @staticmethod
-    def _channels(name: str, value: object) -> tuple[float, ...]:
-        values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
-            raise ValueError(f"{name} must be a number or a sequence of numbers, got {value!r}")
-        return tuple(float(v) for v in values)
+        self._normalisation: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,), (1.0,))
 
     def _hparams(self) -> dict[str, Any]:
         return {**super()._hparams(), "n_labels": self.params.n_labels, "clean_lam": self.clean_lam}
@@ -136,6 +121,11 @@ class PuzzleMix(Mixer):
                 "implement it or set clean_lam=0"
             )
         self._trainer, self._module = trainer, pl_module
+        datamodule = getattr(trainer, "datamodule", None)  # set up before the callbacks: its statistics are known
+        self._normalisation = (
+            self.mean or check_channel_stats("datamodule.mean", getattr(datamodule, "mean", None), False) or (0.0,),
+            self.std or check_channel_stats("datamodule.std", getattr(datamodule, "std", None), True) or (1.0,),
+        )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = self._module = None
@@ -148,7 +138,7 @@ class PuzzleMix(Mixer):
             coins = torch.rand(2, generator=generator, device=generator.device) < self.adv_p
             perturb = (bool(coins[0]), bool(coins[1]))
         noise, x_in = None, x
-        mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for v in self._normalisation())
+        mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for v in self._normalisation)
         eps = self.adv_eps / 255
         if any(perturb):  # random start inside the ε-ball, kept inside [0, 1]
             pixels = x * std + mean
@@ -164,18 +154,6 @@ class PuzzleMix(Mixer):
             per_sample=self.per_sample, partner=self.partner, generator=generator,
             mean=mean, std=std, noise=noise, perturb=perturb,
         )  # fmt: skip
-
-    def _normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """``(mean, std)``: as given, else the datamodule's, else ``(0,), (1,)``."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        found = [getattr(datamodule, name, None) for name in ("mean", "std")]
-        mean = self.mean or (
-            self._channels("mean", torch.as_tensor(found[0]).flatten().tolist()) if found[0] is not None else (0.0,)
-        )
-        std = self.std or (
-            self._channels("std", torch.as_tensor(found[1]).flatten().tolist()) if found[1] is not None else (1.0,)
-        )
-        return mean, std
 
     def _input_grad(self, x: Tensor, probs: Tensor) -> Tensor:
         """Gradient of the cross-entropy w.r.t. the input only (eval mode unless ``clean_lam > 0``, whose loss

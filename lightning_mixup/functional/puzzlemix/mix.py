@@ -6,7 +6,6 @@ arXiv 2009.06962; defaults are the official code's CIFAR settings (snu-mllab/Puz
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_mixup.checks import check_int, check_number
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.puzzlemix.energy import mask_problem, pool_saliency
 from lightning_mixup.functional.puzzlemix.solver import solve_masks
@@ -22,18 +22,6 @@ from lightning_mixup.functional.sampling import sample_lam
 from lightning_mixup.functional.targets import mix_targets
 
 GRIDS = (2, 4, 8, 16)
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -67,18 +55,20 @@ class PuzzleMixParams:
 
     def __post_init__(self) -> None:
         for name in ("beta", "gamma", "eta", "t_eps"):
-            object.__setattr__(self, name, _non_negative(name, getattr(self, name)))
-        _positive_int("neigh_size", self.neigh_size)
-        _positive_int("n_labels", self.n_labels, 2)
+            object.__setattr__(self, name, check_number(name, getattr(self, name), 0.0))
+        check_int("neigh_size", self.neigh_size, 1)
+        check_int("n_labels", self.n_labels, 2)
         if isinstance(self.grids, int) or not isinstance(self.grids, Sequence) or len(self.grids) == 0:
             raise ValueError(f"grids must be a non-empty sequence of ints >= 2, got {self.grids!r}")
-        object.__setattr__(self, "grids", tuple(_positive_int("grids", g, 2) for g in self.grids))
+        for g in self.grids:
+            check_int("grids", g, 2)
+        object.__setattr__(self, "grids", tuple(self.grids))
         if not isinstance(self.transport, bool):
             raise ValueError(f"transport must be a bool, got {self.transport!r}")
         if self.t_size != -1:
-            _positive_int("t_size (or -1)", self.t_size)
+            check_int("t_size (or -1)", self.t_size, 1)
         if self.iterations is not None:
-            _positive_int("iterations", self.iterations)
+            check_int("iterations", self.iterations, 1)
 
     def sizes(self, side: int, grid: int) -> tuple[int, int, int]:
         """``(block, neighbourhood, transport block)`` sizes in pixels for an image side and grid."""
