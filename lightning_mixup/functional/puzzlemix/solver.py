@@ -45,10 +45,10 @@ def solve_masks(problem: MaskProblem, iterations: int | None = None, sweeps: int
         >>> labels.shape, int(labels.max()) <= 2
         (torch.Size([8, 8, 8]), True)
     """
-    unary = problem.unary.permute(0, 3, 1, 2).contiguous()  # [B, L, n, n]: grid innermost, every op contiguous
-    n, n_labels = unary.shape[-1], unary.shape[1]
+    n, n_labels = problem.unary.shape[-2:]
     if n_labels**n <= EXACT_STATES:
         return exact_rows(problem)
+    unary = problem.unary.permute(0, 3, 1, 2).contiguous()  # [B, L, n, n]: grid innermost, every op contiguous
     x = primal_dual(unary, problem.weight_v, problem.weight_h, iterations or default_iterations(n))
     labels = (x >= 0.5).sum(1)
     return coordinate_sweeps(unary, problem.weight_v, problem.weight_h, labels, sweeps)
