@@ -1,39 +1,58 @@
-"""lightning_mixup: the mixup family of data augmentations as PyTorch Lightning callbacks."""
+"""lightning_mixup: the mixup family of data augmentations as PyTorch Lightning callbacks.
 
-from lightning_mixup.callbacks import (
-    CutMix,
-    DiscriminatorMixup,
-    FMix,
-    GANMonitor,
-    HiddenStateMixer,
-    ManifoldMixup,
-    MixedBatchLogger,
-    Mixer,
-    MixingCallback,
-    MixUp,
-    PatchUp,
-    PuzzleMix,
-    RandomChoice,
-)
-from lightning_mixup.models import Classifier, GANModule
+The top-level names are imported on first use (PEP 562), so that ``import lightning_mixup.functional`` needs
+torch alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Classifier",
-    "CutMix",
-    "DiscriminatorMixup",
-    "FMix",
-    "GANModule",
-    "GANMonitor",
-    "HiddenStateMixer",
-    "ManifoldMixup",
-    "MixedBatchLogger",
-    "MixUp",
-    "Mixer",
-    "MixingCallback",
-    "PatchUp",
-    "PuzzleMix",
-    "RandomChoice",
-    "__version__",
-]
+_HOMES = {
+    "lightning_mixup.callbacks": (
+        "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "HiddenStateMixer", "ManifoldMixup", "MixedBatchLogger",
+        "MixUp", "Mixer", "MixingCallback", "MixStep", "PatchUp", "PuzzleMix", "RandomChoice",
+    ),
+    "lightning_mixup.models": ("Classifier", "GANModule"),
+}  # fmt: skip
+_HOME_OF = {name: module for module, exported in _HOMES.items() for name in exported}
+
+__all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
+    "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "HiddenStateMixer",
+    "ManifoldMixup", "MixStep", "MixUp", "MixedBatchLogger", "Mixer", "MixingCallback", "PatchUp", "PuzzleMix",
+    "RandomChoice", "__version__",
+]  # fmt: skip
+
+if TYPE_CHECKING:
+    from lightning_mixup.callbacks import (
+        CutMix,
+        DiscriminatorMixup,
+        FMix,
+        GANMonitor,
+        HiddenStateMixer,
+        ManifoldMixup,
+        MixedBatchLogger,
+        Mixer,
+        MixingCallback,
+        MixStep,
+        MixUp,
+        PatchUp,
+        PuzzleMix,
+        RandomChoice,
+    )
+    from lightning_mixup.models import Classifier, GANModule
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME_OF:
+        value = getattr(importlib.import_module(_HOME_OF[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lightning_mixup' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME_OF})

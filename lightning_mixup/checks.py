@@ -1,62 +1,109 @@
-"""Constructor-argument checks shared by the networks, modules and datamodules: each error quotes the bad value."""
+"""The one validation policy of the package, for constructor arguments and functional options alike.
+
+- a value of the wrong type raises ``TypeError``; a value of the right type out of its range ``ValueError``;
+- ``bool`` is refused where a number is expected (``True`` is an ``int`` to Python, never to us);
+- every message names the argument, says what was expected and quotes the bad value (``got 1.5``).
+
+Pure Python and torch: the functional ops use it too.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 from torch import Tensor
 
-
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ``int`` (not ``bool``) greater than 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+T = TypeVar("T")
 
 
-def check_int(name: str, value: object, minimum: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ``int`` (not ``bool``) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_bool(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is a ``bool``."""
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a ``bool``, else ``TypeError``."""
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
 
 
-def check_dropout(value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is a probability in ``[0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+def check_int(name: str, value: object, minimum: int | None = None) -> int:
+    """Return ``value`` if it is an ``int`` (``TypeError`` otherwise) ``>= minimum`` (``ValueError`` otherwise)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int{'' if minimum is None else f' >= {minimum}'}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an ``int`` greater than 0 (``TypeError`` for another type, else ``ValueError``)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_number(
+    name: str, value: object, low: float, high: float | None = None, *, open_low: bool = False, what: str | None = None
+) -> float:
+    """Return ``value`` as a float if it is a finite number ``>= low`` (``> low`` when ``open_low``) and ``<= high``.
+
+    ``TypeError`` for a non-number (``bool`` included), ``ValueError`` for NaN, infinity or a value out of range.
+    ``what`` replaces the description of the range in the message (e.g. ``"a probability in [0, 1]"``).
+    """
+    if what is None:
+        bound = f"> {low:g}" if open_low else f">= {low:g}"
+        what = f"a finite number {bound}" if high is None else f"a finite number in [{low:g}, {high:g}]"
+    if not _is_number(value):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    too_low = value <= low if open_low else value < low
+    if not math.isfinite(value) or too_low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
+def check_probability(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a number in [0, 1]."""
+    return check_number(name, value, 0.0, 1.0, what="a probability in [0, 1]")
+
+
+def check_choice(name: str, value: T, choices: Sequence[T]) -> T:
+    """Return ``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
+    if isinstance(value, (list, dict, set)) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_dropout(value: object) -> float:
+    """Return ``value`` if it is a probability in ``[0, 1)``."""
+    if not _is_number(value):
+        raise TypeError(f"dropout must be a float in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {value!r}")
-
-
-def check_number(name: str, value: object, low: float, high: float | None = None) -> float:
-    """Return ``value`` as a float; raise ``ValueError`` unless it is a finite number ``>= low`` (and ``<= high``)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= low
-    if not ok or (high is not None and value > high):
-        where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be a finite number {where}, got {value!r}")
     return float(value)
 
 
 def check_channel_stats(name: str, value: object, positive: bool) -> tuple[float, ...] | None:
     """A normalisation statistic (``mean``/``std``) as a tuple of floats, one or one per channel: a number, a
-    sequence or a tensor; None stays None. Raise ``ValueError`` unless every value is finite (and > 0 if
-    ``positive``)."""
+    sequence or a tensor; None stays None. ``TypeError`` unless numbers, ``ValueError`` unless every value is
+    finite (and > 0 if ``positive``)."""
     if value is None:
         return None
     if isinstance(value, Tensor):
         value = value.flatten().tolist()  # e.g. a datamodule's per-channel statistics
     values = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
-    ok = len(values) > 0 and all(
-        not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or not positive)
-        for v in values
-    )
-    if not ok:
-        what = "a finite number > 0" if positive else "a finite number"
-        raise ValueError(f"{name} must be {what} or a sequence of them (one per channel), got {value!r}")
+    what = "a finite number > 0" if positive else "a finite number"
+    message = f"{name} must be {what} or a sequence of them (one per channel), got {value!r}"
+    if not all(_is_number(v) for v in values):
+        raise TypeError(message)
+    if not values or not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+        raise ValueError(message)
     return tuple(float(v) for v in values)

@@ -22,22 +22,8 @@ from torch import Tensor, nn
 
 from lightning_mixup.callbacks import ManifoldMixup, MixUp
 from lightning_mixup.data import Toy2DDataModule, load_digits
-from lightning_mixup.functional import (
-    block_masks,
-    box_mask,
-    cutmix,
-    fmix,
-    mix_targets,
-    mixup,
-    partner_index,
-    patchup,
-    patchup_targets,
-    sample_boxes,
-    sample_lam,
-    sample_masks,
-    unchanged_fraction,
-)
-from lightning_mixup.functional.puzzlemix.mix import PuzzleMixParams, optimal_mask, transport_sources
+from lightning_mixup.functional import partner_index
+from lightning_mixup.methods import METHODS, Method, get
 from lightning_mixup.models import Classifier
 from lightning_mixup.models.nets import MLP, SmallCNN
 
@@ -45,7 +31,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 IMAGE_SIZE = 32
-PATCHUP_BLOCK = 7
 SEED = 5  # its first λ ~ Beta(1, 1) is 0.55: both images of a pair show in the batch-mode pictures
 
 
@@ -62,10 +47,6 @@ class Example(NamedTuple):
     mask: Tensor
     mixed: Tensor
     lam: Tensor
-
-
-Build = Callable[[Tensor, Tensor, bool, torch.Generator], Example]
-"""``build(x [n, 1, H, W], index [n], per_sample, generator) -> Example``."""
 
 
 def digit_pairs(n: int = 4, size: int = IMAGE_SIZE) -> tuple[Tensor, Tensor]:
@@ -88,48 +69,6 @@ def digit_pairs(n: int = 4, size: int = IMAGE_SIZE) -> tuple[Tensor, Tensor]:
     return x.clamp(0, 1), partner_index(n, "flip")
 
 
-def _lam(n: int, per_sample: bool, alpha: float, generator: torch.Generator) -> Tensor:
-    return sample_lam(alpha, n if per_sample else None, generator=generator)
-
-
-def _own_weight(index: Tensor, lam: Tensor) -> Tensor:
-    """The weight of each sample's own label in its mixed target ``λy + (1−λ)y[j]`` (a class per sample)."""
-    return mix_targets(torch.eye(index.shape[0]), index, lam).diagonal()
-
-
-def _example(x: Tensor, index: Tensor, mask: Tensor, mixed: Tensor, own: Tensor) -> Example:
-    return Example(x[:, 0], x[index, 0], mask.expand_as(x)[:, 0], mixed[:, 0], own)
-
-
-def _mixup_of(h: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator, alpha: float) -> Example:
-    n = h.shape[0]
-    lam = _lam(n, per_sample, alpha, generator).expand(n)
-    mask = lam.view(n, 1, 1, 1).expand_as(h)
-    return _example(h, index, mask, mixup(h, index, lam), _own_weight(index, lam))
-
-
-def mixup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
-    """mixup (arXiv 1710.09412): ``λx + (1−λ)x[j]``, λ ~ Beta(1, 1)."""
-    return _mixup_of(x, index, per_sample, generator, alpha=1.0)
-
-
-def cutmix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
-    """CutMix (arXiv 1905.04899): a box of the partner, λ corrected to the area that stays."""
-    n, _, height, width = x.shape
-    boxes, lam = sample_boxes(_lam(n, per_sample, 1.0, generator), height, width, generator=generator)
-    mask = 1.0 - box_mask(boxes, height, width).float()
-    lam = lam.expand(n)
-    return _example(x, index, mask, cutmix(x, index, boxes), _own_weight(index, lam))
-
-
-def fmix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
-    """FMix (arXiv 2002.12047): a binary mask from low-frequency Fourier noise (decay power 3), λ = its mean."""
-    n, _, height, width = x.shape
-    mask, lam = sample_masks(_lam(n, per_sample, 1.0, generator), height, width, 3.0, generator=generator)
-    lam = lam.expand(n)
-    return _example(x, index, mask, fmix(x, index, mask), _own_weight(index, lam))
-
-
 @functools.cache
 def _feature_net() -> nn.Module:
     """The first stage of an untrained :class:`SmallCNN` with fixed weights, in eval mode: a stand-in layer."""
@@ -146,63 +85,47 @@ def _features(x: Tensor) -> Tensor:
     return h[:, h.mean(dim=(0, 2, 3)).argmax()].unsqueeze(1)
 
 
-def manifold_mixup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
-    """Manifold Mixup (arXiv 1806.05236): mixup of a hidden feature map, λ ~ Beta(2, 2)."""
-    return _mixup_of(_features(x), index, per_sample, generator, alpha=2.0)
+def example(method: Method, x: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
+    """``method``'s functional op (with its :attr:`~lightning_mixup.methods.Method.gallery` options) applied to the
+    pairs ``(x, x flipped)`` of ``x [n, 1, H, W]``, each image its own class, so that the weight of its own label
+    is the diagonal of the mixed targets.
+
+    Hidden-state methods mix a hidden feature map (:func:`_features`) instead of the pixels; saliency methods
+    take the digits' own strokes as saliency; the GAN method mixes each digit ("real") with its partner standing
+    in for a generated sample, the target being λ. Without a mask (mixup), the mask is λ everywhere.
+    """
+    n = x.shape[0]
+    source = _features(x) if method.kind == "hidden" else x
+    options = {**method.gallery, "per_sample": per_sample, "generator": generator}
+    if method.kind == "gan":
+        mixed = method.batch_op(source, source.flip(0), **options)
+        own = mixed.target
+    else:
+        if method.kind == "saliency":
+            options["saliency"] = source[:, 0] + 1e-3
+        mixed = method.batch_op(source, torch.arange(n), n, partner="flip", **options)
+        own = mixed.target.diagonal()
+    first, second = mixed.sources if mixed.sources is not None else (source, source.flip(0))
+    lam = mixed.lam.expand(n)
+    mask = lam.view(n, 1, 1, 1) if mixed.mask is None else mixed.mask
+    mask = mask.to(source.dtype).expand_as(source)
+    return Example(first[:, 0], second[:, 0], mask[:, 0], mixed.input[:, 0], own)
 
 
-def patchup_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
-    """Soft PatchUp (arXiv 2006.07794): 7×7 blocks (γ = 0.75) of a one-channel hidden feature map interpolated
-    with the partner's, λ ~ Beta(2, 2); one block mask for the batch (as the official code) or one per sample."""
-    h = _features(x)
-    n, channels, height, width = h.shape
-    lam = _lam(n, per_sample, 2.0, generator).expand(n)
-    holes = block_masks(n if per_sample else 1, channels, height, width, PATCHUP_BLOCK, 0.75, generator=generator)
-    unchanged = unchanged_fraction(holes).expand(n)
-    mask = 1.0 - holes * (1.0 - lam.view(n, 1, 1, 1))
-    own = patchup_targets(torch.eye(n), index, lam, unchanged, "soft").diagonal()
-    return _example(h, index, mask, patchup(h, index, lam, holes, "soft"), own)
-
-
-def puzzlemix_example(x: Tensor, index: Tensor, per_sample: bool, generator: torch.Generator) -> Example:
-    """PuzzleMix (arXiv 2009.06962): a 4×4-block mask with 3 values optimised to keep both digits' salient
-    blocks, after transport of each digit's salient 4×4-pixel blocks into the region it keeps; the digits'
-    own strokes stand in for a trained network's saliency. ``first``/``second`` are the transported images."""
-    params = PuzzleMixParams(n_labels=3)
-    saliency = x[:, 0] + 1e-3
-    lam = _lam(x.shape[0], per_sample, 1.0, generator)
-    block_mask = optimal_mask(saliency, x, index, lam, 4, params)
-    first, second = transport_sources(x, x[index], block_mask, saliency, index, 4, params.t_eps)
-    mask = F.interpolate(block_mask, size=x.shape[-1], mode="nearest")
-    mixed = torch.lerp(second, first, mask)
-    return Example(
-        first[:, 0], second[:, 0], mask[:, 0], mixed[:, 0], _own_weight(index, block_mask.flatten(1).mean(1))
-    )
-
-
-class Method(NamedTuple):
-    """A gallery entry: the method's display name and the function that applies it to pairs."""
-
-    title: str
-    build: Build
-
-
-METHODS: dict[str, Method] = {
-    "mixup": Method("mixup", mixup_example),
-    "cutmix": Method("CutMix", cutmix_example),
-    "fmix": Method("FMix", fmix_example),
-    "manifold_mixup": Method("Manifold Mixup (a hidden feature map)", manifold_mixup_example),
-    "patchup": Method("PatchUp, soft (a hidden feature map)", patchup_example),
-    "puzzlemix": Method("PuzzleMix (transported sources)", puzzlemix_example),
+TITLES = {
+    "manifold_mixup": "Manifold Mixup (a hidden feature map)",
+    "patchup": "PatchUp, soft (a hidden feature map)",
+    "puzzlemix": "PuzzleMix (transported sources)",
+    "gan_mixup": "mixup for GAN discriminators (partner: a stand-in fake; λ is the target)",
 }
-"""The methods of the gallery, by file name: one line per method."""
+"""Titles that say more than the method's own."""
 
 MODES = {"one λ per batch": False, "one λ per sample": True}
 
 
 def examples(name: str, n: int = 4, seed: int = SEED) -> dict[str, Example]:
-    """Method ``name`` applied to :func:`digit_pairs` in both modes: ``{"one λ per batch": ..., "one λ per
-    sample": ...}``, each drawn from a generator seeded with ``seed``.
+    """Method ``name`` (see :mod:`lightning_mixup.methods`) applied to :func:`digit_pairs` in both modes:
+    ``{"one λ per batch": ..., "one λ per sample": ...}``, each drawn from a generator seeded with ``seed``.
 
     In every method the mix is ``mask·first + (1 − mask)·second`` and λ is the mask's mean.
 
@@ -218,12 +141,10 @@ def examples(name: str, n: int = 4, seed: int = SEED) -> dict[str, Example]:
         ... )
         True
     """
-    if name not in METHODS:
-        raise ValueError(f"name must be one of {sorted(METHODS)}, got {name!r}")
-    x, index = digit_pairs(n)
-    build = METHODS[name].build
+    method = get(name)
+    x, _ = digit_pairs(n)
     return {
-        mode: build(x, index, per_sample, torch.Generator().manual_seed(seed)) for mode, per_sample in MODES.items()
+        mode: example(method, x, per_sample, torch.Generator().manual_seed(seed)) for mode, per_sample in MODES.items()
     }
 
 
@@ -257,7 +178,7 @@ def example_figure(groups: Mapping[str, Example], title: str = "") -> Figure:
 
 def method_figure(name: str, n: int = 4, seed: int = SEED) -> Figure:
     """The gallery figure of method ``name``: both modes side by side (see :func:`examples`)."""
-    return example_figure(examples(name, n, seed), METHODS[name].title)
+    return example_figure(examples(name, n, seed), TITLES.get(name, get(name).title))
 
 
 # ---- decision boundaries (mixup paper, Figure 1b) ---------------------------------------------------------------
@@ -332,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m lightning_mixup.gallery --out docs/images``: one PNG per method and ``decision_boundaries.png``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/images"), help="folder of the PNG files")
-    parser.add_argument("--methods", nargs="*", choices=sorted(METHODS), default=list(METHODS), help="methods drawn")
+    parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=list(METHODS), help="methods drawn")
     parser.add_argument("--epochs", type=int, default=100, help="epochs of the decision-boundary trainings")
     parser.add_argument("--no-boundaries", action="store_true", help="skip decision_boundaries.png")
     args = parser.parse_args(argv)

@@ -12,19 +12,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from lightning_mixup import (
-    Classifier,
-    CutMix,
-    FMix,
-    ManifoldMixup,
-    MixingCallback,
-    MixUp,
-    PatchUp,
-    PuzzleMix,
-    RandomChoice,
-)
+from lightning_mixup import Classifier, CutMix, FMix, MixingCallback, MixUp, RandomChoice
 from lightning_mixup.data import DigitsDataModule
+from lightning_mixup.methods import get, names
 from lightning_mixup.models.nets import SmallCNN
+
+
+NAMES = names("input", "hidden", "saliency")  # every classifier mixer of the registry (GANs: ddp_gan_fit.py)
+DDP_OPTIONS = {"puzzlemix": {"adv_p": 0.5, "clean_lam": 1.0}}  # also the adversarial and clean-loss paths
 
 
 class SaveTargets(pl.Callback):
@@ -68,15 +63,8 @@ def fit(callbacks: list[pl.Callback], ckpt_path: str | None = None, **trainer_kw
 
 
 def main(out: Path) -> None:
-    mixers = {
-        "mixup": MixUp(per_sample=True),
-        "cutmix": CutMix(per_sample=True),
-        "fmix": FMix(),
-        "random_choice": RandomChoice([MixUp(), CutMix(), FMix()]),
-        "manifold_mixup": ManifoldMixup(layers=["net.layer1", "net.layer2"], per_sample=True),
-        "patchup": PatchUp(layers=["net.layer1"], block_size=3, p=1.0),
-        "puzzlemix": PuzzleMix(grids=(2, 4), per_sample=True, adv_p=0.5, clean_lam=1.0),
-    }
+    mixers = {name: get(name).make(per_sample=True, **DDP_OPTIONS.get(name, {})) for name in NAMES}
+    mixers["random_choice"] = RandomChoice([MixUp(), CutMix(), FMix()])
     for name, mixer in mixers.items():
         pl.seed_everything(0)
         saver, lams = SaveTargets(), []

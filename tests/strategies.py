@@ -15,3 +15,9 @@ def gen(seed: int, device: str = "cpu") -> torch.Generator:
 
 def draw_images(seed: int, batch: int, channels: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.randn(batch, channels, height, width, generator=gen(seed), dtype=torch.float64).to(dtype)
+
+
+def policy_error(value: object, right_type: type | tuple[type, ...]) -> type[Exception]:
+    """What the validation policy (lightning_mixup/checks.py) raises for a bad ``value`` of an argument whose type is
+    ``right_type``: ``TypeError`` for another type (``bool`` is never a number), else ``ValueError``."""
+    return ValueError if isinstance(value, right_type) and not isinstance(value, bool) else TypeError

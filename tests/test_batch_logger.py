@@ -198,24 +198,25 @@ def test_a_batch_that_is_not_images_fails_on_the_first_batch(shape: tuple[int, .
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "quoted"),
+    ("kwargs", "error", "quoted"),
     [
-        ({"every_n_steps": 0}, "every_n_steps must be a positive int, got 0"),
-        ({"max_images": 2.5}, "max_images must be a positive int, got 2.5"),
-        ({"nrow": True}, "nrow must be a positive int, got True"),
-        ({"padding": -1}, "padding must be >= 0, got -1"),
-        ({"std": 0.0}, "std must be a finite number > 0 or a sequence of them (one per channel), got 0.0"),
-        ({"std": (1.0, float("nan"))}, "got (1.0, nan)"),
-        ({"mean": "0.5"}, "mean must be a finite number or a sequence of them (one per channel), got '0.5'"),
+        ({"every_n_steps": 0}, ValueError, "every_n_steps must be a positive int, got 0"),
+        ({"max_images": 2.5}, TypeError, "max_images must be a positive int, got 2.5"),
+        ({"nrow": True}, TypeError, "nrow must be a positive int, got True"),
+        ({"padding": -1}, ValueError, "padding must be an int >= 0, got -1"),
+        ({"std": 0.0}, ValueError, "std must be a finite number > 0 or a sequence of them (one per channel), got 0.0"),
+        ({"std": (1.0, float("nan"))}, ValueError, "got (1.0, nan)"),
+        ({"mean": "0.5"}, TypeError, "mean must be a finite number or a sequence of them (one per channel), got '0.5'"),
         (
             {"value_range": (1.0, 0.0)},
+            ValueError,
             "value_range must be (low, high), finite numbers with low < high, got (1.0, 0.0)",
         ),
-        ({"value_range": 1.0}, "got 1.0"),
+        ({"value_range": 1.0}, ValueError, "got 1.0"),
     ],
 )
-def test_bad_arguments_fail_quoting_the_value(kwargs: dict[str, Any], quoted: str) -> None:
-    with pytest.raises(ValueError) as info:
+def test_bad_arguments_fail_quoting_the_value(kwargs: dict[str, Any], error: type[Exception], quoted: str) -> None:
+    with pytest.raises(error) as info:
         MixedBatchLogger(**kwargs)
     assert quoted in str(info.value)
 

@@ -192,16 +192,16 @@ def test_labels_out_of_range_are_quoted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"val_size": -1}, "val_size must be >= 0, got -1"),
-        ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
-        ({"download": "yes"}, "download must be a bool, got 'yes'"),
-        ({"seed": 1.5}, "seed must be an int, got 1.5"),
+        ({"val_size": -1}, ValueError, "val_size must be an int >= 0, got -1"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
+        ({"download": "yes"}, TypeError, "download must be a bool, got 'yes'"),
+        ({"seed": 1.5}, TypeError, "seed must be an int, got 1.5"),
     ],
 )
-def test_bad_arguments_are_quoted(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments_are_quoted(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
         CIFAR10DataModule(**kwargs)
 
 

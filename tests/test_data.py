@@ -129,24 +129,24 @@ def test_loaders_require_setup() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "bad"),
+    ("kwargs", "error", "bad"),
     [
-        ({"batch_size": 0}, "0"),
-        ({"batch_size": 2.5}, "2.5"),
-        ({"batch_size": True}, "True"),
-        ({"val_fraction": -0.1}, "-0.1"),
-        ({"test_fraction": 1.0}, "1.0"),
-        ({"val_fraction": 0.6, "test_fraction": 0.5}, "0.6"),
-        ({"image_size": 0}, "0"),
-        ({"split_seed": "a"}, "'a'"),
-        ({"num_workers": -1}, "-1"),
-        ({"normalize": 1}, "1"),
-        ({"drop_last": "yes"}, "'yes'"),
-        ({"shuffle_seed": 1.5}, "1.5"),
+        ({"batch_size": 0}, ValueError, "0"),
+        ({"batch_size": 2.5}, TypeError, "2.5"),
+        ({"batch_size": True}, TypeError, "True"),
+        ({"val_fraction": -0.1}, ValueError, "-0.1"),
+        ({"test_fraction": 1.0}, ValueError, "1.0"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, ValueError, "0.6"),
+        ({"image_size": 0}, ValueError, "0"),
+        ({"split_seed": "a"}, TypeError, "'a'"),
+        ({"num_workers": -1}, ValueError, "-1"),
+        ({"normalize": 1}, TypeError, "1"),
+        ({"drop_last": "yes"}, TypeError, "'yes'"),
+        ({"shuffle_seed": 1.5}, TypeError, "1.5"),
     ],
 )
-def test_digits_bad_args_raise_with_value(kwargs: dict, bad: str) -> None:
-    with pytest.raises(ValueError, match=bad.replace(".", r"\.")):
+def test_digits_bad_args_raise_with_value(kwargs: dict, error: type[Exception], bad: str) -> None:
+    with pytest.raises(error, match=bad.replace(".", r"\.")):
         DigitsDataModule(**kwargs)
 
 

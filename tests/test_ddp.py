@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from conftest import free_port
+from ddp_fit import NAMES as MIXERS
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
-NAMES = ("mixup", "cutmix", "fmix", "random_choice", "manifold_mixup", "patchup", "puzzlemix")
+NAMES = (*MIXERS, "random_choice")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_mixup.methods import get
 from lightning_mixup.train import config_dir, train
 
 PRESETS = sorted(p.stem for p in Path(config_dir(), "experiment").glob("*.yaml"))
@@ -80,9 +81,7 @@ def test_preset_composes_for_one_gpu_with_the_papers_recipe(name: str) -> None:
     assert cfg.data._target_.endswith({"cifar10": "CIFAR10DataModule", "cifar100": "CIFAR100DataModule"}[data])
     assert cfg.dataset.num_classes == int(data.removeprefix("cifar"))
     assert cfg.net._target_.endswith({"preactresnet18": "PreActResNet18", "10": "WideResNet"}[net])
-    mixers = {"erm": None, "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix", "manifold_mixup": "ManifoldMixup"}
-    mixers["puzzlemix"] = "PuzzleMix"
-    expected = mixers.get(method, "PatchUp")
+    expected = None if method == "erm" else get(method.removesuffix("_soft").removesuffix("_hard")).callback.__name__
     assert (cfg.mix or {}).get("_target_", "").endswith(expected) if expected else not cfg.mix
     scheduler = cfg.model.scheduler
     assert scheduler._target_ == "torch.optim.lr_scheduler.MultiStepLR" and "T_max" not in scheduler

@@ -26,7 +26,7 @@ from lightning_mixup.functional import (
     mixup_batch,
     to_probs,
 )
-from strategies import DTYPES, SEEDS, gen
+from strategies import DTYPES, SEEDS, gen, policy_error
 
 OPS: dict[str, Callable[..., MixedBatch]] = {"mixup": mixup_batch, "cutmix": cutmix_batch, "fmix": fmix_batch}
 IMAGE_OPS = ["cutmix", "fmix"]
@@ -334,7 +334,7 @@ def test_to_probs_rejects_bad_targets(target: torch.Tensor, num_classes: int, ba
 
 @pytest.mark.parametrize("num_classes", [1, 0, -3, 2.5, 10.0, "10", None, True])
 def test_to_probs_rejects_bad_num_classes(num_classes: object) -> None:
-    with pytest.raises(ValueError, match=re.escape(repr(num_classes))):
+    with pytest.raises(policy_error(num_classes, int), match=re.escape(repr(num_classes))):
         to_probs(torch.tensor([0, 1]), num_classes)  # type: ignore[arg-type]
 
 
@@ -355,7 +355,7 @@ def call(op: str, x: torch.Tensor | None = None, target: Any = None, num_classes
 @pytest.mark.parametrize("op", list(OPS))
 @pytest.mark.parametrize("alpha", [0, 0.0, -1.0, float("nan"), float("inf"), "1"])
 def test_bad_alpha(op: str, alpha: object) -> None:
-    with pytest.raises(ValueError, match=re.escape(repr(alpha))):
+    with pytest.raises(policy_error(alpha, (int, float)), match=re.escape(repr(alpha))):
         call(op, alpha=alpha)
 
 
@@ -375,7 +375,7 @@ def test_bad_partner(op: str, partner: str) -> None:
 @pytest.mark.parametrize("op", list(OPS))
 @pytest.mark.parametrize("num_classes", [1, 0, 4.0, "4", None])
 def test_bad_num_classes(op: str, num_classes: object) -> None:
-    with pytest.raises(ValueError, match=re.escape(repr(num_classes))):
+    with pytest.raises(policy_error(num_classes, int), match=re.escape(repr(num_classes))):
         call(op, num_classes=num_classes)
 
 
@@ -444,5 +444,5 @@ def test_fmix_bad_decay_power(decay_power: float, bad: str) -> None:
     ("max_soft", "bad"), [(-0.1, "-0.1"), (0.6, "0.6"), (1, "1"), (float("nan"), "nan"), ("0.1", "'0.1'")]
 )
 def test_fmix_bad_max_soft(max_soft: float, bad: str) -> None:
-    with pytest.raises(ValueError, match=r"max_soft.*" + re.escape(bad)):
+    with pytest.raises(policy_error(max_soft, (int, float)), match=r"max_soft.*" + re.escape(bad)):
         call("fmix", max_soft=max_soft)

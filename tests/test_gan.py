@@ -21,10 +21,11 @@ from lightning_mixup.callbacks.base import mixing_seed
 from lightning_mixup.callbacks.gan_mixup import DiscriminatorMixup
 from lightning_mixup.callbacks.gan_monitor import GANMonitor, image_grid
 from lightning_mixup.data import DigitsDataModule, GaussianMixtureDataModule, mixture_modes, mode_coverage
-from lightning_mixup.functional import sample_lam
+from lightning_mixup.functional import discriminator_mixup, gan_mixup_batch, sample_lam
 from lightning_mixup.models import Classifier
 from lightning_mixup.models.nets import MLP, ConvDiscriminator, ConvGenerator, SmallCNN
 from lightning_mixup.train import config_dir, train
+from strategies import policy_error
 
 B = 16
 
@@ -215,7 +216,7 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("alpha", [0.0, -1.0, float("nan"), True])
 def test_bad_alpha_is_quoted(alpha: float) -> None:
-    with pytest.raises(ValueError, match=f"alpha must be a finite number > 0, got {alpha!r}"):
+    with pytest.raises(policy_error(alpha, float), match=f"alpha must be a finite number > 0, got {alpha!r}"):
         DiscriminatorMixup(alpha=alpha)
 
 
@@ -331,3 +332,18 @@ def test_gan_multirun_sweeps_plain_and_mixup(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "DiscriminatorMixup" in (tmp_path / "1" / ".hydra" / "config.yaml").read_text()
     assert "DiscriminatorMixup" not in (tmp_path / "0" / ".hydra" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_gan_mixup_batch_equals_a_per_sample_oracle(per_sample: bool) -> None:
+    real, fake = torch.randn(6, 2), torch.randn(6, 2)
+    out = gan_mixup_batch(real, fake, 0.2, per_sample=per_sample, generator=torch.Generator().manual_seed(3))
+    lam = sample_lam(0.2, 6 if per_sample else None, generator=torch.Generator().manual_seed(3)).expand(6)
+    for i in range(6):
+        torch.testing.assert_close(out.input[i], lam[i] * real[i] + (1 - lam[i]) * fake[i])
+    assert torch.equal(out.target, lam) and out.target.dtype == torch.float32  # the target is λ, "real" = 1
+    assert torch.equal(discriminator_mixup(real, fake, 1.0), real)  # λ = 1: the real samples themselves
+    with pytest.raises(
+        ValueError, match=r"real samples of shape \[6, 2\] cannot be mixed with fakes of shape \[6, 3\]"
+    ):
+        discriminator_mixup(real, torch.randn(6, 3), 0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,8 +14,11 @@ from torch import nn
 from conftest import NUM_CLASSES, Recorder, UserModule, make_loader, make_trainer
 from lightning_mixup import ManifoldMixup, PatchUp, RandomChoice
 from lightning_mixup.callbacks import manifold_mixup as manifold_module
-from lightning_mixup.callbacks import patchup as patchup_module
+from lightning_mixup.callbacks.base import MixStep
+from lightning_mixup.functional import block_masks, mixup_batch, patchup_batch, patchup_hidden, sample_lam
 from lightning_mixup.functional.patchup import unchanged_fraction
+
+patchup_module = importlib.import_module("lightning_mixup.functional.patchup")  # the package exports a patchup()
 
 
 class Custom(nn.Module):
@@ -90,7 +94,7 @@ def test_manifold_mixup_equals_tail_of_mixed_head(
     monkeypatch.setattr(manifold_module, "mixup", spy)
     g = _setup(cb, module)
     x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
-    mixed = cb.mix(x, y, NUM_CLASSES, g)
+    mixed = cb.mix(MixStep(x, y, NUM_CLASSES, g))
     out = module(x)
     ((_, index, lam),) = spy.calls
     head, tail = _split(net, layer)
@@ -123,13 +127,14 @@ def test_patchup_equals_tail_of_patched_head(
         num_classes=NUM_CLASSES,
     )
     spy = Spy(patchup_module.patchup)
-    monkeypatch.setattr(patchup_module, "patchup", spy)
+    monkeypatch.setattr(patchup_module, "patchup", spy)  # the functional op the hook calls
     g = _setup(cb, module)
     x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
-    mixed = cb.mix(x, y, NUM_CLASSES, g)
+    mixed = cb.mix(MixStep(x, y, NUM_CLASSES, g))
     assert torch.isnan(mixed.target).all()  # filled in by the forward
     out = module(x)
-    ((_, index, lam, holes, _mode),) = spy.calls
+    ((_, index, lam, own, _mode),) = spy.calls
+    holes = 1 - own  # the mask is 1 on the sample's own features
     assert holes.shape == ((1,) if shared_mask else (6,)) + (8, 8, 8)
     assert set(holes.unique().tolist()) <= {0.0, 1.0}
     head, tail = _split(net, layer)
@@ -137,7 +142,7 @@ def test_patchup_equals_tail_of_patched_head(
     partner = h[index] if mode == "hard" else lam * h + (1 - lam) * h[index]
     torch.testing.assert_close(out, tail((1 - holes) * h + holes * partner))
     unchanged = 1 - holes.flatten(1).mean(1)
-    torch.testing.assert_close(unchanged_fraction(holes), unchanged)
+    torch.testing.assert_close(unchanged_fraction(own), unchanged)
     one_hot = F.one_hot(y, NUM_CLASSES).float()
     y_b = one_hot[index] if mode == "hard" else lam * one_hot + (1 - lam) * one_hot[index]
     p_u = unchanged.view(-1, 1)
@@ -320,3 +325,58 @@ def test_validate_alone_registers_no_hook() -> None:
     trainer = make_trainer([cb])
     trainer.validate(module, make_loader(), verbose=False)
     assert _hook_count(module) == 0 and cb._fired == 0
+
+
+# ---- the functional ops: patchup_batch (patchup_hidden) and mixup_batch of a hidden state ----------------------
+
+
+@pytest.mark.parametrize("shared_mask", [False, True])
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_patchup_batch_equals_a_per_sample_oracle(mode: str, per_sample: bool, shared_mask: bool) -> None:
+    h, y = torch.randn(6, 4, 9, 9), torch.arange(6) % NUM_CLASSES
+    out = patchup_batch(
+        h, y, NUM_CLASSES, 2.0, mode, 3, 0.5, shared_mask=shared_mask, per_sample=per_sample,
+        generator=torch.Generator().manual_seed(4),
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(4)  # the same draws, in the op's order: partner, λ, masks
+    index = torch.randperm(6, generator=g)
+    lam = sample_lam(2.0, 6 if per_sample else None, generator=g).expand(6)
+    masks = block_masks(1 if shared_mask else 6, 4, 9, 9, 3, 0.5, generator=g).expand(6, -1, -1, -1)
+    one_hot = F.one_hot(y, NUM_CLASSES).float()
+    for i in range(6):
+        j, m, lam_i = int(index[i]), masks[i], float(lam[i])
+        partner = h[j] if mode == "hard" else lam_i * h[i] + (1 - lam_i) * h[j]
+        torch.testing.assert_close(out.input[i], m * h[i] + (1 - m) * partner)
+        p_u = float(m.mean())
+        y_b = one_hot[j] if mode == "hard" else lam_i * one_hot[i] + (1 - lam_i) * one_hot[j]
+        torch.testing.assert_close(out.target[i], p_u * one_hot[i] + (1 - p_u) * y_b)
+        own = m if mode == "hard" else m + (1 - m) * lam_i  # the share of each feature that is the sample's own
+        torch.testing.assert_close(out.mask.expand_as(h)[i], own)
+        torch.testing.assert_close(out.lam[i], own.mean())  # λ is the mask's mean
+
+
+def test_soft_patchup_with_lam_one_is_the_identity() -> None:
+    h, probs = torch.randn(4, 2, 8, 8), torch.eye(4)
+    out, _ = patchup_hidden(h, probs, torch.tensor([3, 2, 1, 0]), 1.0, "soft", 3, 0.9, generator=torch.Generator())
+    assert torch.equal(out.input, h) and torch.equal(out.target, probs)
+
+
+def test_patchup_batch_errors() -> None:
+    with pytest.raises(ValueError, match=r"PatchUp needs a \[B, C, H, W\] feature map, got shape \[4, 8\]"):
+        patchup_hidden(torch.randn(4, 8), torch.eye(4), torch.arange(4), 0.5)
+    with pytest.raises(ValueError, match="block_size=9 is larger than the 8x8 feature map"):
+        patchup_batch(torch.randn(4, 2, 8, 8), torch.arange(4), 4, block_size=9)
+
+
+def test_mixup_batch_mixes_any_hidden_state_like_a_per_sample_loop() -> None:
+    """Manifold Mixup's op: mixup of a token sequence ``[B, T, D]``, one λ per sample."""
+    h, y = torch.randn(5, 7, 3), torch.arange(5) % NUM_CLASSES
+    out = mixup_batch(h, y, NUM_CLASSES, 2.0, per_sample=True, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    index = torch.randperm(5, generator=g)
+    lam = sample_lam(2.0, 5, generator=g)
+    for i in range(5):
+        j = int(index[i])
+        torch.testing.assert_close(out.input[i], lam[i] * h[i] + (1 - lam[i]) * h[j])
+    assert out.mask is None  # mixup's weight is λ everywhere

@@ -13,12 +13,16 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_mixup.train import config_dir, train
 
 REPO = Path(__file__).resolve().parent.parent
 MIXES = sorted(p.stem for p in Path(config_dir(), "mix").glob("*.yaml"))
+NETS = sorted(p.stem for p in Path(config_dir(), "net").glob("*.yaml"))
+# the keys every mixing callback takes (MixingCallback), and those of every Mixer: conf/mix/options/*.yaml
+SHARED = {"callback": {"p", "start_epoch", "stop_epoch", "input_key", "target_key", "num_classes", "seed"}}
+SHARED["mixer"] = SHARED["callback"] | {"per_sample", "partner"}
 
 
 def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
@@ -32,6 +36,60 @@ def test_the_mix_group_has_every_method() -> None:
     assert MIXES == [
         *("cutmix", "fmix", "gan_mixup", "manifold_mixup", "mixup", "none", "patchup", "puzzlemix", "random_choice")
     ]
+
+
+def _own_keys(path: Path) -> DictConfig:
+    """A config file's own keys, without its defaults list."""
+    cfg = OmegaConf.load(path)
+    cfg.pop("defaults", None)
+    return cfg
+
+
+def test_the_shared_options_files_hold_exactly_the_shared_keys() -> None:
+    options = Path(config_dir(), "mix", "options")
+    assert set(_own_keys(options / "callback.yaml")) == SHARED["callback"]
+    assert set(_own_keys(options / "mixer.yaml")) == SHARED["mixer"] - SHARED["callback"]
+    assert list(OmegaConf.load(options / "mixer.yaml").defaults) == ["callback@_here_", "_self_"]
+
+
+# gan_mixup's DiscriminatorMixup takes none of the keys/p/partner: it keeps its own few keys
+@pytest.mark.parametrize("mix", [m for m in MIXES if m not in ("none", "gan_mixup")])
+def test_every_method_config_takes_the_shared_keys_from_the_options_files(mix: str, tmp_path: Path) -> None:
+    own = OmegaConf.load(Path(config_dir(), "mix", f"{mix}.yaml"))
+    kind = "callback" if mix == "random_choice" else "mixer"
+    assert list(own.defaults) == [f"options/{kind}@_here_", "_self_"]  # _self_ last: the method's keys win
+    options = Path(config_dir(), "mix", "options")
+    shared = OmegaConf.merge(*(_own_keys(options / f"{k}.yaml") for k in dict.fromkeys(["callback", kind])))
+    for key in SHARED[kind] & set(own):  # only an override (e.g. patchup's p: null), never a repeat
+        assert own[key] != shared[key], f"{mix}.yaml repeats {key}: {own[key]!r}, as options/{kind}.yaml"
+    composed = _compose(tmp_path, f"mix={mix}").mix
+    assert set(composed) >= SHARED[kind] | {"_target_"} and "defaults" not in composed
+    assert all(composed[key] == (own[key] if key in own else shared[key]) for key in SHARED[kind])
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_every_net_gives_hidden_layers_and_its_own_only_where_they_differ(net: str, tmp_path: Path) -> None:
+    layers = _compose(tmp_path, f"net={net}").net_layers
+    assert list(layers.hidden) and all(isinstance(name, str) for name in layers.hidden)
+    assert all(list(layers[method]) != list(layers.hidden) for method in layers if method != "hidden")
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_a_new_hidden_state_mix_config_needs_no_net_config_change(net: str, tmp_path: Path) -> None:
+    conf = tmp_path / "conf" / "mix"
+    conf.mkdir(parents=True)
+    (conf / "new_hidden_mix.yaml").write_text(
+        "defaults:\n  - options/mixer@_here_\n  - _self_\n\n"
+        "_target_: lightning_mixup.ManifoldMixup\n"
+        "layers: ${oc.select:net_layers.new_hidden_mix,${net_layers.hidden}}\n"
+    )
+    cfg = _compose(tmp_path, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"net={net}", "mix=new_hidden_mix")
+    assert "new_hidden_mix" not in cfg.net_layers
+    mix = OmegaConf.to_container(cfg.mix, resolve=True)
+    assert mix["layers"] == list(cfg.net_layers.hidden) and set(mix) >= SHARED["mixer"]
+    with open_dict(cfg):  # a net that does give the method its own layers wins over hidden
+        cfg.net_layers.new_hidden_mix = ["net.own"]
+    assert list(cfg.mix.layers) == ["net.own"]
 
 
 @pytest.mark.parametrize("mix", [m for m in MIXES if m != "gan_mixup"])  # GAN-only: tests/test_gan.py

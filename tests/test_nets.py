@@ -111,20 +111,20 @@ def test_channels_last_input_matches_contiguous() -> None:
 
 
 @pytest.mark.parametrize(
-    ("factory", "bad"),
+    ("factory", "error", "bad"),
     [
-        (lambda: SmallCNN(in_channels=0), "0"),
-        (lambda: SmallCNN(width=-4), "-4"),
-        (lambda: SmallCNN(dropout=1.0), "1.0"),
-        (lambda: MLP(hidden=0), "0"),
-        (lambda: MLP(depth=2.0), "2.0"),
-        (lambda: MLP(activation="swish"), "'swish'"),
-        (lambda: PreActResNet18(num_classes=0), "0"),
-        (lambda: PreActResNet18(width=True), "True"),
-        (lambda: PreActResNet(block_counts=(2, 2, 2)), r"\(2, 2, 2\)"),
-        (lambda: PreActResNet(block_counts=(2, 0, 2, 2)), "0"),
+        (lambda: SmallCNN(in_channels=0), ValueError, "0"),
+        (lambda: SmallCNN(width=-4), ValueError, "-4"),
+        (lambda: SmallCNN(dropout=1.0), ValueError, "1.0"),
+        (lambda: MLP(hidden=0), ValueError, "0"),
+        (lambda: MLP(depth=2.0), TypeError, "2.0"),
+        (lambda: MLP(activation="swish"), ValueError, "'swish'"),
+        (lambda: PreActResNet18(num_classes=0), ValueError, "0"),
+        (lambda: PreActResNet18(width=True), TypeError, "True"),
+        (lambda: PreActResNet(block_counts=(2, 2, 2)), ValueError, r"\(2, 2, 2\)"),
+        (lambda: PreActResNet(block_counts=(2, 0, 2, 2)), ValueError, "0"),
     ],
 )
-def test_bad_args_raise_with_value(factory, bad: str) -> None:
-    with pytest.raises(ValueError, match=f"got {bad}"):
+def test_bad_args_raise_with_value(factory, error: type[Exception], bad: str) -> None:
+    with pytest.raises(error, match=f"got {bad}"):
         factory()

@@ -24,7 +24,7 @@ from lightning_mixup.functional.puzzlemix import (
     solve_masks,
     transport_plan,
 )
-from lightning_mixup.functional.puzzlemix.reference import gco_labels, random_problems
+from lightning_mixup.bench.pygco import gco_labels, random_problems
 from lightning_mixup.functional.puzzlemix.solver import coordinate_sweeps, exact_rows, primal_dual
 from lightning_mixup.models.nets import SmallCNN
 
@@ -240,13 +240,13 @@ def test_adversarial_noise_is_added_to_the_chosen_images_only() -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"n_labels": 1}, "n_labels must be >= 2, got 1"),
+        ({"n_labels": 1}, "n_labels must be an int >= 2, got 1"),
         ({"beta": -1.0}, "beta must be a finite number >= 0, got -1.0"),
         ({"gamma": -0.5}, "gamma must be a finite number >= 0, got -0.5"),
         ({"eta": -0.1}, "eta must be a finite number >= 0, got -0.1"),
         ({"t_eps": -2}, "t_eps must be a finite number >= 0, got -2"),
-        ({"grids": (2, 1)}, "grids must be >= 2, got 1"),
-        ({"t_size": 0}, "t_size (or -1) must be >= 1, got 0"),
+        ({"grids": (2, 1)}, "grids must be an int >= 2, got 1"),
+        ({"t_size": 0}, "t_size (or -1) must be an int >= 1, got 0"),
         ({"adv_p": 1.5}, "adv_p must be a finite number in [0, 1], got 1.5"),
         ({"adv_eps": -1}, "adv_eps must be a finite number >= 0, got -1"),
         ({"clean_lam": -1}, "clean_lam must be a finite number >= 0, got -1"),

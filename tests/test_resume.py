@@ -12,8 +12,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import Recorder, make_trainer
-from lightning_mixup import Classifier, CutMix, FMix, ManifoldMixup, MixUp, PatchUp, PuzzleMix, RandomChoice
+from lightning_mixup import Classifier, CutMix, MixUp, RandomChoice
 from lightning_mixup.data import DigitsDataModule
+from lightning_mixup.methods import get, names
 from lightning_mixup.models.nets import SmallCNN
 
 STEPS_PER_EPOCH = 10  # 1258 training digits / batch 128
@@ -46,16 +47,18 @@ def _run(
     return model, recorder.batches
 
 
-MIXERS = {
-    "mixup_per_sample_p": lambda: MixUp(alpha=0.4, per_sample=True, p=0.7, seed=11),
-    "fmix": lambda: FMix(alpha=1.0, seed=11),
-    "random_choice": lambda: RandomChoice(
-        [MixUp(alpha=0.8), CutMix(per_sample=True)], weights=[0.3, 0.7], p=0.8, seed=11
-    ),
-    "manifold_mixup": lambda: ManifoldMixup(layers=["net.layer1", "net.layer2"], per_sample=True, seed=11),
-    "patchup_hard": lambda: PatchUp(layers=["net.layer1"], mode="hard", block_size=3, seed=11),
-    "puzzlemix_adversarial": lambda: PuzzleMix(grids=(2, 4, 8), adv_p=0.5, clean_lam=0.5, seed=11),
+OPTIONS = {  # each method from the registry's example, with these changes: the paths that draw the most
+    "mixup": {"alpha": 0.4, "per_sample": True, "p": 0.7},
+    "manifold_mixup": {"per_sample": True},
+    "patchup": {"mode": "hard"},
+    "puzzlemix": {"grids": (2, 4, 8), "adv_p": 0.5, "clean_lam": 0.5},
 }
+MIXERS = {
+    name: partial(get(name).make, seed=11, **OPTIONS.get(name, {})) for name in names("input", "hidden", "saliency")
+}
+MIXERS["random_choice"] = lambda: RandomChoice(
+    [MixUp(alpha=0.8), CutMix(per_sample=True)], weights=[0.3, 0.7], p=0.8, seed=11
+)
 
 
 @pytest.mark.parametrize("name", sorted(MIXERS))

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_mixup.functional import expand_lam, partner_index, sample_beta, sample_lam
-from strategies import SEEDS, gen
+from strategies import SEEDS, gen, policy_error
 
 ALPHAS = [0.1, 0.2, 1.0, 2.0]
 # (a, b) pairs: Beta(α, α) as mixup and CutMix draw it, Beta(α + 1, α) as FMix's "reformulate" draws it
@@ -140,7 +140,7 @@ def test_draws_on_generator_device_cuda() -> None:
 
 @pytest.mark.parametrize("alpha", [0, 0.0, -1, -0.5, float("nan"), float("inf"), -float("inf"), "1.0", None, True])
 def test_sample_lam_rejects_bad_alpha(alpha: object) -> None:
-    with pytest.raises(ValueError, match=re.escape(repr(alpha))):
+    with pytest.raises(policy_error(alpha, (int, float)), match=re.escape(repr(alpha))):
         sample_lam(alpha, generator=gen(0))  # type: ignore[arg-type]
 
 
@@ -199,7 +199,7 @@ def test_unknown_partner(partner: str) -> None:
 
 @pytest.mark.parametrize("batch", [0, -3, 2.0, "4"])
 def test_bad_batch_size(batch: object) -> None:
-    with pytest.raises(ValueError, match=re.escape(repr(batch))):
+    with pytest.raises(policy_error(batch, int), match=re.escape(repr(batch))):
         partner_index(batch, "perm", generator=gen(0))  # type: ignore[arg-type]
 
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from conftest import Recorder, UserModule, make_loader, make_trainer
-from lightning_mixup import CutMix, FMix, MixUp
+from lightning_mixup import MixUp
 from lightning_mixup.bench import METHODS, main, run
-from lightning_mixup.functional import cutmix_batch, fmix_batch, mixup_batch
+from lightning_mixup.functional import mixup_batch
+from lightning_mixup.methods import get, names
 
-BATCH_FNS = {"mixup": mixup_batch, "cutmix": cutmix_batch, "fmix": fmix_batch}
+BATCH_FNS = {name: get(name).batch_op for name in names("input")}  # the input mixers write into out=
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -56,7 +57,7 @@ def test_out_may_not_alias_or_need_grad() -> None:
         mixup_batch(x.requires_grad_(), torch.arange(4) % 2, 2, out=torch.empty(4, 2))
 
 
-@pytest.mark.parametrize("cls", [MixUp, CutMix, FMix])
+@pytest.mark.parametrize("cls", [get(name).callback for name in names("input")])
 def test_callback_reuses_one_buffer_and_matches_the_unbuffered_run(cls: type) -> None:
     runs: dict[bool, list[Any]] = {}
     for reuse in (True, False):

@@ -43,15 +43,15 @@ def test_dropout_acts_in_training_only() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"depth": 27}, r"depth must be 6n \+ 4 with n >= 1 \(10, 16, 22, 28, ...\), got 27"),
-        ({"depth": 4}, "got 4"),
-        ({"widen_factor": 0}, "widen_factor must be a positive int, got 0"),
-        ({"dropout": 1.0}, r"dropout must be a float in \[0, 1\), got 1.0"),
-        ({"width": 2.5}, "width must be a positive int, got 2.5"),
+        ({"depth": 27}, ValueError, r"depth must be 6n \+ 4 with n >= 1 \(10, 16, 22, 28, ...\), got 27"),
+        ({"depth": 4}, ValueError, "got 4"),
+        ({"widen_factor": 0}, ValueError, "widen_factor must be a positive int, got 0"),
+        ({"dropout": 1.0}, ValueError, r"dropout must be a float in \[0, 1\), got 1.0"),
+        ({"width": 2.5}, TypeError, "width must be a positive int, got 2.5"),
     ],
 )
-def test_bad_arguments_are_quoted(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments_are_quoted(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
         WideResNet(**kwargs)

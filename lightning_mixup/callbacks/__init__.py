@@ -1,6 +1,6 @@
 """Mixing callbacks: add one to ``Trainer(callbacks=[...])`` and the training batches are mixed."""
 
-from lightning_mixup.callbacks.base import Mixer, MixingCallback, SeededCallback
+from lightning_mixup.callbacks.base import Mixer, MixingCallback, MixStep, SeededCallback
 from lightning_mixup.callbacks.batch_logger import MixedBatchLogger
 from lightning_mixup.callbacks.cutmix import CutMix
 from lightning_mixup.callbacks.fmix import FMix
@@ -25,6 +25,7 @@ __all__ = [
     "MixUp",
     "Mixer",
     "MixingCallback",
+    "MixStep",
     "PatchUp",
     "PuzzleMix",
     "RandomChoice",

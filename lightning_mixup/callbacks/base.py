@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import MutableMapping, MutableSequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning.pytorch as pl
@@ -13,29 +14,15 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_mixup.functional import MixedBatch
+from lightning_mixup.callbacks.batches import Key, check_key, read_batch
+from lightning_mixup.checks import check_bool, check_choice, check_int, check_probability
+from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.sampling import PARTNERS, check_alpha
 from lightning_mixup.functional.targets import check_num_classes
 from lightning_mixup.ranks import gather_ranks, own_part
 
 _GOLDEN = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, rank) pairs apart
 _MASK63 = (1 << 63) - 1
-
-Key = int | str
-
-
-def _check_key(name: str, key: object) -> Key:
-    if isinstance(key, bool) or not isinstance(key, (int, str)):
-        raise TypeError(f"{name} must be an int (list batches) or a str (dict batches), got {key!r}")
-    return key
-
-
-def _check_epoch(name: str, value: object, allow_none: bool) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0{' or None' if allow_none else ''}, got {value!r}")
-    return value
 
 
 def mixing_seed(base: int, rank: int) -> int:
@@ -54,10 +41,10 @@ class SeededCallback(Callback):
     """
 
     def __init__(self, seed: int | None = None, start_epoch: int = 0, stop_epoch: int | None = None) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.start_epoch = _check_epoch("start_epoch", start_epoch, allow_none=False)
-        self.stop_epoch = _check_epoch("stop_epoch", stop_epoch, allow_none=True)
+        if seed is not None:
+            check_int("seed", seed)
+        self.start_epoch = check_int("start_epoch", start_epoch, 0)
+        self.stop_epoch = None if stop_epoch is None else check_int("stop_epoch", stop_epoch, 0)
         if self.stop_epoch is not None and self.stop_epoch <= self.start_epoch:
             raise ValueError(f"stop_epoch must be > start_epoch={start_epoch}, got {stop_epoch!r}")
         self.seed = seed
@@ -122,6 +109,39 @@ class SeededCallback(Callback):
         return generator
 
 
+@dataclass
+class MixStep:
+    """One training step's mixing: what :meth:`MixingCallback.mix` works on, and what it leaves for later in the
+    step. Created at batch start by the callback the ``Trainer`` calls, handed to ``mix`` (through
+    :meth:`MixingCallback.maybe_mix`, also by a wrapper such as :class:`RandomChoice`), finished at batch end.
+
+    Args:
+        x, target: the batch's input and targets (not modified).
+        num_classes: the number of classes.
+        generator: the generator to draw from (the mixer's own, or the wrapper's).
+        epoch: the current epoch (for the epoch windows).
+        stats: scalars to log at batch end (``pl_module.log(name, value, on_epoch=True)``), filled by ``mix`` or
+            during the forward (e.g. PatchUp's ``mix/unchanged``).
+        forward_mix: ``(layer name, fn)`` armed by a hidden-state mixer: ``fn`` replaces that layer's output
+            in this step's training forward, once; still armed at batch end is an error.
+
+    Example:
+        >>> from lightning_mixup.callbacks import MixUp
+        >>> step = MixStep(torch.randn(4, 3), torch.arange(4) % 2, 2, torch.Generator().manual_seed(0))
+        >>> mixed = MixUp(alpha=0.4).mix(step)
+        >>> mixed.target.shape
+        torch.Size([4, 2])
+    """
+
+    x: Tensor
+    target: Tensor
+    num_classes: int
+    generator: torch.Generator
+    epoch: int = 0
+    stats: dict[str, Tensor] = field(default_factory=dict)
+    forward_mix: tuple[str, Callable[[Tensor], Tensor]] | None = None
+
+
 class MixingCallback(SeededCallback, ABC):
     """Base of every mixing callback: when to mix, where the batch's input and targets are, the generator.
 
@@ -154,24 +174,23 @@ class MixingCallback(SeededCallback, ABC):
         num_classes: int | None = None,
         seed: int | None = None,
     ) -> None:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         super().__init__(seed, start_epoch, stop_epoch)
+        self.p = check_probability("p", p)
         if num_classes is not None:
             check_num_classes(num_classes)
-        self.p = float(p)
-        self.input_key = _check_key("input_key", input_key)
-        self.target_key = _check_key("target_key", target_key)
+        self.input_key = check_key("input_key", input_key)
+        self.target_key = check_key("target_key", target_key)
         self.num_classes = num_classes
         self._num_classes: int | None = num_classes
         self._warned_small = False
+        self._step: MixStep | None = None
 
     # ---- what a subclass provides --------------------------------------------------------------
 
     @abstractmethod
-    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch | None:
-        """Mix one batch with draws from ``generator`` (None: leave it unmixed); ``x`` and ``target`` are not
-        modified."""
+    def mix(self, step: MixStep) -> MixedBatch | None:
+        """Mix ``step``'s batch with draws from ``step.generator`` (None: leave it unmixed); the batch's tensors
+        are not modified. Anything to log or to do during the forward goes into ``step``."""
 
     def _hparams(self) -> dict[str, Any]:
         """The hyper-parameters that name this callback's ``state_key``."""
@@ -191,15 +210,14 @@ class MixingCallback(SeededCallback, ABC):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        x, target = self._read(batch)
+        x, target = read_batch(batch, (self.input_key, self.target_key), type(self).__name__)
         if x.shape[0] < 2:
             if not self._warned_small:
                 rank_zero_warn(f"{type(self).__name__}: a batch of {x.shape[0]} sample cannot be mixed; left unchanged")
                 self._warned_small = True
             return
-        num_classes = self._resolved_num_classes()
-        generator = self.generator_for(x.device)
-        mixed = self.maybe_mix(x, target, num_classes, trainer.current_epoch, generator)
+        step = MixStep(x, target, self._resolved_num_classes(), self.generator_for(x.device), trainer.current_epoch)
+        mixed = self.maybe_mix(step)
         pl_module.log("mix/applied", float(mixed is not None), on_step=False, on_epoch=True, batch_size=x.shape[0])
         if mixed is None:
             return
@@ -209,17 +227,37 @@ class MixingCallback(SeededCallback, ABC):
         if mixed.lam.ndim == 1:
             pl_module.log("mix/lam_std", mixed.lam.float().std(), on_step=False, on_epoch=True, batch_size=x.shape[0])
 
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step, self._step = self._step, None
+        if step is None:
+            return
+        stats, step.stats = step.stats, {}  # a wrapper and its chosen mixer both finish the same step: log once
+        for name, value in stats.items():
+            pl_module.log(name, value, on_step=False, on_epoch=True)
+        if step.forward_mix is not None:
+            layer, step.forward_mix = step.forward_mix[0], None
+            raise RuntimeError(
+                f"{type(self).__name__}: layer {layer!r} was not called during the training forward, so nothing "
+                "was mixed; name layers that the forward of the module runs"
+            )
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._step = None
+
     # ---- the mixing decision -------------------------------------------------------------------
 
-    def maybe_mix(
-        self, x: Tensor, target: Tensor, num_classes: int, epoch: int, generator: torch.Generator
-    ) -> MixedBatch | None:
-        """Mix if ``epoch`` is in the window and a coin of probability ``p`` says so; else None."""
-        if not self.active(epoch) or self.p == 0.0:
+    def maybe_mix(self, step: MixStep) -> MixedBatch | None:
+        """Mix if ``step.epoch`` is in the window and a coin of probability ``p`` says so; else None. The step is
+        this callback's until batch end."""
+        self._step = step
+        if not self.active(step.epoch) or self.p == 0.0:
             return None
+        generator = step.generator
         if self.p < 1.0 and float(torch.rand((), generator=generator, device=generator.device)) >= self.p:
             return None
-        return self.mix(x, target, num_classes, generator)
+        return self.mix(step)
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -236,7 +274,7 @@ class MixingCallback(SeededCallback, ABC):
             )
         try:
             return check_num_classes(found)
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"{type(pl_module).__name__}.num_classes is invalid: {err}") from None
 
     def _resolved_num_classes(self) -> int:
@@ -244,85 +282,48 @@ class MixingCallback(SeededCallback, ABC):
             raise RuntimeError(f"{type(self).__name__} was not set up: it must be passed to Trainer(callbacks=[...])")
         return self._num_classes
 
-    def _read(self, batch: Any) -> tuple[Tensor, Tensor]:
-        name = type(self).__name__
-        if isinstance(batch, tuple):
-            raise TypeError(
-                f"{name} got a tuple batch, which cannot be changed in place (Lightning ignores a returned batch). "
-                "Return a list or a dict from your collate_fn (the default collate turns tuple samples into a list)."
-            )
-        for key in (self.input_key, self.target_key):
-            if isinstance(batch, MutableMapping):
-                if key not in batch:
-                    raise KeyError(f"{name}: the batch dict has no key {key!r}; its keys are {list(batch)}")
-            elif isinstance(batch, MutableSequence):
-                if not isinstance(key, int) or not -len(batch) <= key < len(batch):
-                    raise KeyError(f"{name}: key {key!r} does not index a list batch of length {len(batch)}")
-            else:
-                raise TypeError(f"{name} expects a list or dict batch, got {type(batch).__name__}")
-        x, target = batch[self.input_key], batch[self.target_key]
-        if not isinstance(x, Tensor) or not isinstance(target, Tensor):
-            raise TypeError(
-                f"{name}: batch[{self.input_key!r}] and batch[{self.target_key!r}] must be tensors, "
-                f"got {type(x).__name__} and {type(target).__name__}"
-            )
-        return x, target
-
 
 class Mixer(MixingCallback):
     """Base of the mixers that draw λ ~ Beta(α, α) and a partner for each sample.
 
     Args:
         alpha: concentration of λ ~ Beta(α, α); must be > 0.
-        p: probability of mixing a given training batch.
         per_sample: one λ (and box or mask) per sample instead of one per batch.
         partner: ``"perm"`` (random permutation of the batch) or ``"flip"`` (sample i with B − 1 − i).
         reuse_buffer: write the mixed input into a buffer kept from one batch to the next, so a mix
             allocates nothing (fresh memory is what makes an out-of-place mix several times slower than a
             copy). The previous batch's mixed input is overwritten by the next mix: copy it if you keep
             it beyond its training step, or pass False.
-        The other arguments are those of :class:`MixingCallback`.
+        **kwargs: ``p``, ``start_epoch``, ``stop_epoch``, ``input_key``, ``target_key``, ``num_classes``,
+            ``seed``: see :class:`MixingCallback`.
     """
 
     def __init__(
         self,
         alpha: float = 1.0,
-        p: float = 1.0,
         per_sample: bool = False,
         partner: str = "perm",
-        start_epoch: int = 0,
-        stop_epoch: int | None = None,
-        input_key: Key = 0,
-        target_key: Key = 1,
-        num_classes: int | None = None,
-        seed: int | None = None,
         reuse_buffer: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(p, start_epoch, stop_epoch, input_key, target_key, num_classes, seed)
-        check_alpha(alpha)
-        if not isinstance(reuse_buffer, bool):
-            raise TypeError(f"reuse_buffer must be a bool, got {reuse_buffer!r}")
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
-        if partner not in PARTNERS:
-            raise ValueError(f"partner must be one of {PARTNERS}, got {partner!r}")
-        self.alpha = float(alpha)
-        self.per_sample = per_sample
-        self.partner = partner
-        self.reuse_buffer = reuse_buffer
+        super().__init__(**kwargs)
+        self.alpha = check_alpha(alpha)
+        self.per_sample = check_bool("per_sample", per_sample)
+        self.partner = check_choice("partner", partner, PARTNERS)
+        self.reuse_buffer = check_bool("reuse_buffer", reuse_buffer)
         self._buffer: Tensor | None = None
 
     def _hparams(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "per_sample": self.per_sample, "partner": self.partner, "p": self.p}
 
-    def batch_options(self, x: Tensor, generator: torch.Generator) -> dict[str, Any]:
+    def batch_options(self, step: MixStep) -> dict[str, Any]:
         """The keyword arguments every ``*_batch`` op takes from this mixer: per-sample mode, partner,
-        generator and output buffer."""
+        the step's generator and the output buffer."""
         return {
             "per_sample": self.per_sample,
             "partner": self.partner,
-            "generator": generator,
-            "out": self.buffer_for(x),
+            "generator": step.generator,
+            "out": self.buffer_for(step.x),
         }
 
     def buffer_for(self, x: Tensor) -> Tensor | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from lightning_mixup.callbacks.base import Key, _check_key
+from lightning_mixup.callbacks.batches import Key, check_key, read_batch
 from lightning_mixup.checks import check_channel_stats
 from lightning_mixup.checks import check_int, check_positive_int
 
@@ -121,7 +121,7 @@ class MixedBatchLogger(Callback):
         self.every_n_steps = every_n_steps
         self.max_images = max_images
         self.nrow = nrow
-        self.input_key = _check_key("input_key", input_key)
+        self.input_key = check_key("input_key", input_key)
         self.mean = check_channel_stats("mean", mean, positive=False)
         self.std = check_channel_stats("std", std, positive=True)
         self.value_range = value_range
@@ -195,18 +195,7 @@ class MixedBatchLogger(Callback):
 
     def _read(self, batch: Any) -> Tensor:
         """``batch[input_key]``, checked on every rank (so that a bad batch fails everywhere, not only on rank 0)."""
-        name, key = type(self).__name__, self.input_key
-        if isinstance(batch, Mapping):
-            if key not in batch:
-                raise KeyError(f"{name}: the batch dict has no key {key!r}; its keys are {list(batch)}")
-        elif isinstance(batch, Sequence):
-            if not isinstance(key, int) or not -len(batch) <= key < len(batch):
-                raise KeyError(f"{name}: key {key!r} does not index a batch of length {len(batch)}")
-        else:
-            raise TypeError(f"{name} expects a list, tuple or dict batch, got {type(batch).__name__}")
-        images = batch[key]
-        if not isinstance(images, Tensor):
-            raise TypeError(f"{name}: batch[{key!r}] must be a tensor of images, got {type(images).__name__}")
+        (images,) = read_batch(batch, [self.input_key], type(self).__name__, writable=False)
         self._check_images(images)
         return images
 

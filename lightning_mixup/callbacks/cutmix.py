@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
-from lightning_mixup.callbacks.base import Mixer
+from lightning_mixup.callbacks.base import Mixer, MixStep
 from lightning_mixup.functional import MixedBatch, cutmix_batch
 
 
@@ -14,12 +11,13 @@ class CutMix(Mixer):
     from the partner, λ ~ Beta(α, α), targets weighted by the exact area kept. Needs ``[B, C, H, W]``.
 
     Paper settings: α = 1, applied with ``p = 0.5`` on CIFAR and ``p = 1`` on ImageNet.
-    All arguments are those of :class:`Mixer`.
+    All arguments are those of :class:`Mixer`; the functional op is
+    :func:`~lightning_mixup.functional.cutmix_batch`.
 
     Example:
         >>> from lightning import Trainer
         >>> trainer = Trainer(callbacks=[CutMix(alpha=1.0, p=0.5)], logger=False, enable_checkpointing=False)
     """
 
-    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
-        return cutmix_batch(x, target, num_classes, self.alpha, **self.batch_options(x, generator))
+    def mix(self, step: MixStep) -> MixedBatch:
+        return cutmix_batch(step.x, step.target, step.num_classes, self.alpha, **self.batch_options(step))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor
-
-from lightning_mixup.callbacks.base import Mixer
+from lightning_mixup.callbacks.base import Mixer, MixStep
+from lightning_mixup.checks import check_bool
 from lightning_mixup.functional import MixedBatch, fmix_batch
 from lightning_mixup.functional.fmix import check_fmix_params
 
@@ -20,6 +18,8 @@ class FMix(Mixer):
         max_soft: width of a soft edge around the threshold, as a fraction of the pixels (0: binary).
         reformulate: draw λ ~ Beta(α+1, α), the paper's reformulation.
         **kwargs: ``p``, ``per_sample``, ``partner``, ... as for :class:`Mixer`. Needs ``[B, C, H, W]``.
+
+    The functional op is :func:`~lightning_mixup.functional.fmix_batch`.
 
     Example:
         >>> from lightning import Trainer
@@ -36,23 +36,21 @@ class FMix(Mixer):
     ) -> None:
         super().__init__(alpha, **kwargs)
         check_fmix_params(decay_power, max_soft)
-        if not isinstance(reformulate, bool):
-            raise TypeError(f"reformulate must be a bool, got {reformulate!r}")
         self.decay_power = float(decay_power)
         self.max_soft = float(max_soft)
-        self.reformulate = reformulate
+        self.reformulate = check_bool("reformulate", reformulate)
 
     def _hparams(self) -> dict[str, Any]:
         return {**super()._hparams(), "decay_power": self.decay_power, "max_soft": self.max_soft}
 
-    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
+    def mix(self, step: MixStep) -> MixedBatch:
         return fmix_batch(
-            x,
-            target,
-            num_classes,
+            step.x,
+            step.target,
+            step.num_classes,
             self.alpha,
             decay_power=self.decay_power,
             max_soft=self.max_soft,
             reformulate=self.reformulate,
-            **self.batch_options(x, generator),
+            **self.batch_options(step),
         )

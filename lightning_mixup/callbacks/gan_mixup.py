@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from torch import Tensor
 
 from lightning_mixup.callbacks.base import SeededCallback
-from lightning_mixup.functional.sampling import check_alpha, expand_lam, sample_lam
+from lightning_mixup.checks import check_bool
+from lightning_mixup.functional.gan import gan_mixup_batch
+from lightning_mixup.functional.sampling import check_alpha
+
+
+@dataclass
+class DiscriminatorStep:
+    """One training batch of :class:`DiscriminatorMixup`: its epoch, and the λ drawn (logged at batch end)."""
+
+    epoch: int
+    lam: Tensor | None = None
 
 
 class DiscriminatorMixup(SeededCallback):
@@ -22,7 +32,8 @@ class DiscriminatorMixup(SeededCallback):
     has it. The module must offer the extension point ``set_discriminator_batch(fn)``, as
     :class:`~lightning_mixup.models.gan.GANModule` does; the callback registers there in ``setup`` and
     unregisters in ``teardown``. λ comes from the callback's own generator (seeded from ``seed`` or the
-    run seed, and the global rank; saved in checkpoints). Logs ``mix/lam`` and ``mix/applied``.
+    run seed, and the global rank; saved in checkpoints). Logs ``mix/lam`` and ``mix/applied``. The functional
+    op is :func:`~lightning_mixup.functional.gan.gan_mixup_batch`.
 
     Args:
         alpha: λ ~ Beta(α, α); must be > 0. The paper's figure uses α = 0.2.
@@ -44,23 +55,21 @@ class DiscriminatorMixup(SeededCallback):
         stop_epoch: int | None = None,
         seed: int | None = None,
     ) -> None:
-        check_alpha(alpha)
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
+        self.alpha = check_alpha(alpha)
+        self.per_sample = check_bool("per_sample", per_sample)
         super().__init__(seed, start_epoch, stop_epoch)
-        self.alpha = float(alpha)
-        self.per_sample = per_sample
         self._module: pl.LightningModule | None = None
-        self._epoch = 0
-        self._lam: Tensor | None = None
+        self._step: DiscriminatorStep | None = None
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(alpha=self.alpha, per_sample=self.per_sample)
 
     def discriminator_batch(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor] | None:
-        """The mixes ``λ·real + (1−λ)·fake`` and their targets λ ``[B]``; None outside the epoch window."""
-        if not self.active(self._epoch):
+        """The mixes ``λ·real + (1−λ)·fake`` and their targets λ ``[B]``; None outside the epoch window (or outside
+        a training batch)."""
+        step = self._step
+        if step is None or not self.active(step.epoch):
             return None
         if real.shape != fake.shape:
             raise ValueError(
@@ -68,10 +77,9 @@ class DiscriminatorMixup(SeededCallback):
                 f"shape {list(fake.shape)}"
             )
         generator = self.generator_for(real.device)
-        lam = sample_lam(self.alpha, real.shape[0] if self.per_sample else None, generator=generator).to(real.device)
-        self._lam = lam
-        mixed = torch.lerp(fake, real, expand_lam(lam, real))
-        return mixed, lam.float().expand(real.shape[0])
+        mixed = gan_mixup_batch(real, fake, self.alpha, per_sample=self.per_sample, generator=generator)
+        step.lam = mixed.lam
+        return mixed.input, mixed.target
 
     # ---- Lightning hooks -----------------------------------------------------------------------
 
@@ -92,12 +100,13 @@ class DiscriminatorMixup(SeededCallback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self._epoch = trainer.current_epoch
+        self._step = DiscriminatorStep(trainer.current_epoch)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        lam, self._lam = self._lam, None
+        step, self._step = self._step, None
+        lam = None if step is None else step.lam
         pl_module.log("mix/applied", float(lam is not None), on_step=False, on_epoch=True)
         if lam is not None:
             pl_module.log("mix/lam", lam.float().mean(), on_step=False, on_epoch=True)

@@ -1,9 +1,9 @@
 """The hook mechanism shared by the hidden-state mixers (Manifold Mixup, PatchUp).
 
-Each training batch draws one eligible layer; the callback arms a forward hook on it, and during the
-training forward the hook replaces that layer's output with the mixed one and disarms. Hooks are
-registered in ``setup`` (after DDP has started its processes), never act outside a training forward,
-and are all removed in ``teardown`` and on exceptions.
+Each training batch draws one eligible layer; the callback arms the step (:class:`~.base.MixStep`) with that
+layer and a function, and during the training forward the layer's forward hook replaces its output with the
+mixed one and disarms. Hooks are registered in ``setup`` (after DDP has started its processes), never act
+outside a training forward, and are all removed in ``teardown`` and on exceptions.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lightning_mixup.callbacks.base import Mixer
-from lightning_mixup.functional import MixedBatch, sample_lam
-from lightning_mixup.functional.batch import pair_targets
+from lightning_mixup.callbacks.base import Mixer, MixStep
+from lightning_mixup.checks import check_bool
+from lightning_mixup.functional.batch import MixedBatch, pair_targets
+from lightning_mixup.functional.sampling import sample_lam
 
 INPUT = "<input>"
 
@@ -42,24 +43,23 @@ class HiddenStateMixer(Mixer):
         layers: module names, as ``pl_module.named_modules()`` gives them (e.g. ``"net.layer1"``);
             an unknown name fails in ``setup`` with the list of valid names.
         include_input: the input itself is one more eligible "layer", mixed before the forward.
-        The other arguments are those of :class:`Mixer`.
+        **kwargs: ``alpha``, ``p``, ``per_sample``, ``partner``, ... as for :class:`Mixer`.
+
+    A subclass provides :meth:`mix_input` and :meth:`plan`.
     """
 
     def __init__(self, layers: Sequence[str], include_input: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(layers, str) or not all(isinstance(name, str) for name in layers):
+        if isinstance(layers, str) or not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
             raise TypeError(f"layers must be a list of module names, got {layers!r}")
         layers = list(layers)
         if not layers:
             raise ValueError("layers is empty: name at least one module, e.g. layers=['net.layer1']")
         if len(set(layers)) != len(layers):
             raise ValueError(f"layers has duplicates: {layers}")
-        if not isinstance(include_input, bool):
-            raise TypeError(f"include_input must be a bool, got {include_input!r}")
         self.layers = layers
-        self.include_input = include_input
+        self.include_input = check_bool("include_input", include_input)
         self._handles: list[RemovableHandle] = []
-        self._armed: tuple[str, HiddenMix] | None = None
         self._fired = 0
 
     @property
@@ -73,40 +73,43 @@ class HiddenStateMixer(Mixer):
     # ---- what a subclass provides --------------------------------------------------------------
 
     @abstractmethod
-    def mix_input(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
+    def mix_input(self, step: MixStep) -> MixedBatch:
         """Mix the input itself (the ``"<input>"`` layer)."""
 
     @abstractmethod
-    def plan(self, probs: Tensor, index: Tensor, lam: Tensor, generator: torch.Generator) -> tuple[HiddenMix, Tensor]:
+    def plan(self, step: MixStep, probs: Tensor, index: Tensor, lam: Tensor) -> tuple[HiddenMix, Tensor]:
         """Given the targets as probabilities, the partner index and λ, return ``(mix_fn, targets)``:
-        ``mix_fn`` maps the layer's output to the mixed output during the forward; ``targets`` are
-        written into the batch now."""
+        ``mix_fn`` maps the layer's output to the mixed output during the forward (and may add to
+        ``step.stats``); ``targets`` are written into the batch now."""
 
     # ---- the mixing step -----------------------------------------------------------------------
 
-    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
+    def mix(self, step: MixStep) -> MixedBatch:
+        generator = step.generator
         choice = int(torch.randint(len(self.eligible), (), generator=generator, device=generator.device))
         layer = self.eligible[choice]
         if layer == INPUT:
-            return self.mix_input(x, target, num_classes, generator)
-        probs, index = pair_targets(x, target, num_classes, self.partner, generator)
-        lam = sample_lam(self.alpha, x.shape[0] if self.per_sample else None, generator=generator).to(probs.device)
-        mix_fn, targets = self.plan(probs, index, lam, generator)
-        self._armed = (layer, mix_fn)
-        return MixedBatch(x, targets, lam)
+            return self.mix_input(step)
+        probs, index = pair_targets(step.x, step.target, step.num_classes, self.partner, generator)
+        batch = step.x.shape[0]
+        lam = sample_lam(self.alpha, batch if self.per_sample else None, generator=generator).to(probs.device)
+        mix_fn, targets = self.plan(step, probs, index, lam)
+        step.forward_mix = (layer, mix_fn)
+        self._step = step  # the forward hooks read it
+        return MixedBatch(step.x, targets, lam)
 
     def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], Any]:
         def hook(module: nn.Module, args: Any, output: Any) -> Any:
-            if self._armed is None or self._armed[0] != name:
+            step = self._step
+            if step is None or step.forward_mix is None or step.forward_mix[0] != name:
                 return None
+            mix_fn, step.forward_mix = step.forward_mix[1], None
             if not isinstance(output, Tensor):
-                self._armed = None
                 raise TypeError(
                     f"{type(self).__name__}: layer {name!r} returned {type(output).__name__}, not a tensor; "
                     "choose a layer whose output is a single tensor"
                 )
-            mix_fn = self._armed[1]
-            self._armed = None
+            check_batch_dim(type(self).__name__, output, step.x.shape[0])
             self._fired += 1
             return mix_fn(output)
 
@@ -126,20 +129,6 @@ class HiddenStateMixer(Mixer):
         self._remove_hooks()
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
 
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if self._armed is not None:
-            layer = self._armed[0]
-            self._armed = None
-            raise RuntimeError(
-                f"{type(self).__name__}: layer {layer!r} was not called during the training forward, so nothing "
-                "was mixed; name layers that the forward of the module runs"
-            )
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._armed = None
-
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._remove_hooks()
 
@@ -150,4 +139,4 @@ class HiddenStateMixer(Mixer):
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self._armed = None
+        self._step = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from lightning_mixup.callbacks.hidden import HiddenMix, HiddenStateMixer, check_batch_dim
+from lightning_mixup.callbacks.base import MixStep
+from lightning_mixup.callbacks.hidden import HiddenMix, HiddenStateMixer
 from lightning_mixup.functional import MixedBatch, mix_targets, mixup, mixup_batch
 
 
@@ -19,7 +19,8 @@ class ManifoldMixup(HiddenStateMixer):
     ``h_k ← λ·h_k + (1−λ)·h_k[j]`` and targets ``λ·y + (1−λ)·y[j]``, λ ~ Beta(α, α). Works on any
     batch-first hidden state (conv maps, token sequences, vectors) through a forward hook: the network
     is not modified. Paper settings (CIFAR, PreActResNet-18): α = 2, layers {input, after block 1,
-    after block 2}.
+    after block 2}. The functional op is mixup of the hidden state: :func:`~lightning_mixup.functional.mixup_batch`
+    (:func:`~lightning_mixup.functional.mixup` with a given partner and λ, as the hook applies it).
 
     Args:
         layers: module names from ``pl_module.named_modules()``, e.g. ``["net.layer1", "net.layer2"]``.
@@ -36,14 +37,8 @@ class ManifoldMixup(HiddenStateMixer):
     def __init__(self, layers: Sequence[str], include_input: bool = True, alpha: float = 2.0, **kwargs: Any) -> None:
         super().__init__(layers, include_input, alpha=alpha, **kwargs)
 
-    def mix_input(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
-        return mixup_batch(x, target, num_classes, self.alpha, **self.batch_options(x, generator))
+    def mix_input(self, step: MixStep) -> MixedBatch:
+        return mixup_batch(step.x, step.target, step.num_classes, self.alpha, **self.batch_options(step))
 
-    def plan(self, probs: Tensor, index: Tensor, lam: Tensor, generator: torch.Generator) -> tuple[HiddenMix, Tensor]:
-        batch, name = probs.shape[0], type(self).__name__
-
-        def mix_fn(h: Tensor) -> Tensor:
-            check_batch_dim(name, h, batch)
-            return mixup(h, index.to(h.device), lam)
-
-        return mix_fn, mix_targets(probs, index, lam)
+    def plan(self, step: MixStep, probs: Tensor, index: Tensor, lam: Tensor) -> tuple[HiddenMix, Tensor]:
+        return (lambda h: mixup(h, index.to(h.device), lam)), mix_targets(probs, index, lam)

@@ -5,19 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lightning_mixup.callbacks.hidden import HiddenMix, HiddenStateMixer, check_batch_dim
+from lightning_mixup.callbacks.base import MixStep
+from lightning_mixup.callbacks.hidden import HiddenMix, HiddenStateMixer
+from lightning_mixup.checks import check_bool, check_choice
 from lightning_mixup.functional import MixedBatch, cutmix_batch
-from lightning_mixup.functional.patchup import (
-    block_masks,
-    check_patchup_params,
-    patchup,
-    patchup_targets,
-    unchanged_fraction,
-)
+from lightning_mixup.functional.patchup import check_patchup_params, patchup_hidden
 
 PAPER_DEFAULTS = {"soft": {"gamma": 0.75, "p": 1.0}, "hard": {"gamma": 0.5, "p": 0.7}}
 
@@ -26,11 +21,14 @@ class PatchUp(HiddenStateMixer):
     """PatchUp (Faramarzi et al., AAAI 2022, arXiv 2006.07794): DropBlock-style blocks of a hidden feature
     map ``[B, C, H, W]`` are swapped (``mode="hard"``) or interpolated (``mode="soft"``) with the partner's.
 
-    With the block mask M (1 = changed), soft: ``(1−M)·h + M·(λh + (1−λ)h[j])``; hard:
-    ``(1−M)·h + M·h[j]``. Targets ``p_u·y + (1−p_u)·y_b`` where ``p_u`` is the fraction of the mask left
-    unchanged and ``y_b = λy + (1−λ)y[j]`` (soft) or ``y[j]`` (hard). Seeds are drawn at DropBlock's
+    With the block mask M (1 = the sample's own feature, 0 = a block to change), soft:
+    ``M·h + (1−M)·(λh + (1−λ)h[j])``; hard: ``M·h + (1−M)·h[j]``. Targets ``p_u·y + (1−p_u)·y_b`` where
+    ``p_u`` is the mean of M (the fraction left unchanged) and ``y_b = λy + (1−λ)y[j]`` (soft) or ``y[j]``
+    (hard). Seeds are drawn at DropBlock's
     rate ``γ·W²/(b²(W−b+1)²)`` and grown into ``b × b`` blocks, per channel. When the input is drawn
-    (``include_input``), it is mixed with CutMix, as in the official code.
+    (``include_input``), it is mixed with CutMix, as in the official code. The functional op is
+    :func:`~lightning_mixup.functional.patchup_batch` (:func:`~lightning_mixup.functional.patchup.patchup_hidden`
+    with a given partner and λ, as the hook applies it).
 
     The mask depends on the feature map's size, which is known only during the forward, so the
     targets written into the batch at batch start are filled in place by the hook. Read the targets
@@ -66,56 +64,33 @@ class PatchUp(HiddenStateMixer):
         alpha: float = 2.0,
         **kwargs: Any,
     ) -> None:
-        if mode not in PAPER_DEFAULTS:
-            raise ValueError(f"mode must be one of {tuple(PAPER_DEFAULTS)}, got {mode!r}")
+        check_choice("mode", mode, tuple(PAPER_DEFAULTS))
         gamma = PAPER_DEFAULTS[mode]["gamma"] if gamma is None else gamma
         p = PAPER_DEFAULTS[mode]["p"] if p is None else p
         check_patchup_params(block_size, gamma, mode)
-        if not isinstance(shared_mask, bool):
-            raise TypeError(f"shared_mask must be a bool, got {shared_mask!r}")
+        check_bool("shared_mask", shared_mask)
         super().__init__(layers, include_input, alpha=alpha, p=p, **kwargs)
         self.mode = mode
         self.block_size = block_size
         self.gamma = float(gamma)
         self.shared_mask = shared_mask
-        self._unchanged: Tensor | None = None
 
     def _hparams(self) -> dict[str, Any]:
         return {**super()._hparams(), "mode": self.mode, "block_size": self.block_size, "gamma": self.gamma}
 
-    def mix_input(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
-        return cutmix_batch(x, target, num_classes, self.alpha, **self.batch_options(x, generator))
+    def mix_input(self, step: MixStep) -> MixedBatch:
+        return cutmix_batch(step.x, step.target, step.num_classes, self.alpha, **self.batch_options(step))
 
-    def plan(self, probs: Tensor, index: Tensor, lam: Tensor, generator: torch.Generator) -> tuple[HiddenMix, Tensor]:
-        batch = probs.shape[0]
+    def plan(self, step: MixStep, probs: Tensor, index: Tensor, lam: Tensor) -> tuple[HiddenMix, Tensor]:
         pending = torch.full_like(probs, float("nan"))
-        name = type(self).__name__
 
         def mix_fn(h: Tensor) -> Tensor:
-            check_batch_dim(name, h, batch)
-            if h.ndim != 4:
-                raise ValueError(f"{name} needs a [B, C, H, W] feature map, got shape {list(h.shape)}")
-            _, channels, height, width = h.shape
-            if self.block_size > min(height, width):
-                raise ValueError(
-                    f"{name}: block_size={self.block_size} is larger than the {height}x{width} feature map; "
-                    "choose a smaller block_size or an earlier layer"
-                )
-            n = 1 if self.shared_mask else batch
-            holes = block_masks(n, channels, height, width, self.block_size, self.gamma, generator=generator)
-            holes = holes.to(h.device)
-            unchanged = unchanged_fraction(holes)
-            unchanged = unchanged[0] if self.shared_mask else unchanged
-            pending.copy_(patchup_targets(probs, index, lam, unchanged.to(probs.device), self.mode))
-            self._unchanged = unchanged.float().mean()
-            return patchup(h, index.to(h.device), lam, holes, self.mode)
+            mixed, unchanged = patchup_hidden(
+                h, probs, index.to(h.device), lam, self.mode, self.block_size, self.gamma,
+                shared_mask=self.shared_mask, generator=step.generator,
+            )  # fmt: skip
+            pending.copy_(mixed.target)
+            step.stats["mix/unchanged"] = unchanged.float().mean()
+            return mixed.input
 
         return mix_fn, pending
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self._unchanged is not None:
-            pl_module.log("mix/unchanged", self._unchanged, on_step=False, on_epoch=True)
-            self._unchanged = None

@@ -7,13 +7,19 @@ from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_mixup.callbacks.base import Key, Mixer
+from lightning_mixup.callbacks.base import Mixer, MixStep
 from lightning_mixup.checks import check_channel_stats, check_number
 from lightning_mixup.functional import MixedBatch
-from lightning_mixup.functional.puzzlemix import PuzzleMixParams, input_saliency, puzzlemix_batch
+from lightning_mixup.functional.puzzlemix import (
+    PuzzleMixParams,
+    adversarial_noise,
+    adversarial_start,
+    puzzlemix_batch,
+)
+from lightning_mixup.functional.puzzlemix.mix import GRIDS
+from lightning_mixup.functional.saliency import input_saliency, loss_input_grad
 from lightning_mixup.functional.targets import to_probs
 
 
@@ -54,8 +60,11 @@ class PuzzleMix(Mixer):
         mean, std: the input normalisation (per channel or scalar), to compare pixels in [0, 1] space;
             e.g. CIFAR-100: ``mean=[0.507, 0.487, 0.441]``, ``std=[0.267, 0.256, 0.276]``. None: the
             datamodule's ``mean`` / ``std`` attributes when it has them (ours do), else 0 and 1.
-        The other arguments are those of :class:`Mixer` (``per_sample``: one λ prior per sample; the grid
-        is drawn once per batch, as in the official code).
+        **kwargs: ``p``, ``per_sample`` (one λ prior per sample; the grid is drawn once per batch, as in the
+            official code), ``partner``, ... as for :class:`Mixer`.
+
+    The math (saliency, adversarial noise, mask, transport) is in :mod:`lightning_mixup.functional.puzzlemix`
+    and :mod:`lightning_mixup.functional.saliency`: ``puzzlemix_batch`` is the functional op.
 
     Example:
         >>> from lightning import Trainer
@@ -70,7 +79,7 @@ class PuzzleMix(Mixer):
         eta: float = 0.2,
         neigh_size: int = 4,
         n_labels: int = 3,
-        grids: Sequence[int] = (2, 4, 8, 16),
+        grids: Sequence[int] = GRIDS,
         transport: bool = True,
         t_eps: float = 0.8,
         t_size: int = 4,
@@ -80,20 +89,9 @@ class PuzzleMix(Mixer):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         iterations: int | None = None,
-        p: float = 1.0,
-        per_sample: bool = False,
-        partner: str = "perm",
-        start_epoch: int = 0,
-        stop_epoch: int | None = None,
-        input_key: Key = 0,
-        target_key: Key = 1,
-        num_classes: int | None = None,
-        seed: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            alpha, p, per_sample, partner, start_epoch, stop_epoch, input_key, target_key, num_classes, seed,
-            reuse_buffer=False,
-        )  # fmt: skip
+        super().__init__(alpha, reuse_buffer=False, **kwargs)
         self.params = PuzzleMixParams(
             beta, gamma, eta, neigh_size, n_labels, tuple(grids) if isinstance(grids, Sequence) else grids,
             transport, t_eps, t_size, iterations,
@@ -130,34 +128,29 @@ class PuzzleMix(Mixer):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = self._module = None
 
-    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch:
+    def mix(self, step: MixStep) -> MixedBatch:
+        x, generator = step.x, step.generator
         self.params.check_image(x)
-        probs = to_probs(target, num_classes)
+        probs = to_probs(step.target, step.num_classes)
         perturb = (False, False)
         if self.adv_p > 0:
             coins = torch.rand(2, generator=generator, device=generator.device) < self.adv_p
             perturb = (bool(coins[0]), bool(coins[1]))
-        noise, x_in = None, x
         mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for v in self._normalisation)
         eps = self.adv_eps / 255
-        if any(perturb):  # random start inside the ε-ball, kept inside [0, 1]
-            pixels = x * std + mean
-            start = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device) * 2 - 1
-            noisy = (pixels + eps * start).clamp(0, 1)
-            noise, x_in = noisy - pixels, (noisy - mean) / std
+        noise, x_in = adversarial_start(x, mean, std, eps, generator) if any(perturb) else (None, x)
         grad = self._input_grad(x_in, probs)
-        if noise is not None:  # one signed-gradient step, clipped, then scaled by a uniform coefficient
-            coef = torch.rand((), generator=generator, device=generator.device).to(x.device)
-            noise = (noise + (eps + 2 / 255) * grad.sign()).clamp(-eps, eps) * coef
+        if noise is not None:
+            noise = adversarial_noise(noise, grad, eps, generator)
         return puzzlemix_batch(
-            x, probs, num_classes, input_saliency(grad), self.alpha, self.params,
+            x, probs, step.num_classes, input_saliency(grad), self.alpha, self.params,
             per_sample=self.per_sample, partner=self.partner, generator=generator,
             mean=mean, std=std, noise=noise, perturb=perturb,
         )  # fmt: skip
 
     def _input_grad(self, x: Tensor, probs: Tensor) -> Tensor:
-        """Gradient of the cross-entropy w.r.t. the input only (eval mode unless ``clean_lam > 0``, whose loss
-        goes to the module)."""
+        """Gradient of the cross-entropy w.r.t. the input only, from ``pl_module(x)`` in eval mode (train mode when
+        ``clean_lam > 0``, whose loss goes to the module) under the trainer's precision."""
         module, trainer = self._module, self._trainer
         if module is None or trainer is None:
             raise RuntimeError("PuzzleMix was not set up for fit: pass it to Trainer(callbacks=[...])")
@@ -165,18 +158,12 @@ class PuzzleMix(Mixer):
         was_training = module.training
         module.train(clean)
         try:
-            with torch.enable_grad(), trainer.precision_plugin.forward_context():
-                x_var = x.detach().requires_grad_(True)
-                logits = module(x_var)
-                if logits.shape != probs.shape:
-                    raise ValueError(
-                        f"PuzzleMix computes saliency from pl_module(x), which must return logits "
-                        f"[B, {probs.shape[1]}]; got shape {list(logits.shape)}"
-                    )
-                loss = F.cross_entropy(logits.float(), probs)
-                (grad,) = torch.autograd.grad(loss, x_var, retain_graph=clean)
+            with trainer.precision_plugin.forward_context():
+                grad, loss = loss_input_grad(
+                    module, x, probs, retain_graph=clean, source="PuzzleMix computes it from pl_module(x)"
+                )
         finally:
             module.train(was_training)
         if clean:
             module.add_auxiliary_loss("puzzlemix_clean", self.clean_lam * loss)
-        return grad.detach()
+        return grad

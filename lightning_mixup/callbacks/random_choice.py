@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
-from torch import Tensor
+from lightning.pytorch.callbacks import Callback
 
-from lightning_mixup.callbacks.base import MixingCallback
+from lightning_mixup.callbacks.base import MixingCallback, MixStep
 from lightning_mixup.functional import MixedBatch
 
 
@@ -19,8 +18,10 @@ class RandomChoice(MixingCallback):
 
     timm's "mixup or CutMix" switch, generalised. The wrapper's ``p``, epoch window, keys, number of
     classes and generator govern; the chosen mixer contributes its method and hyper-parameters, and its
-    own ``p`` and epoch window are honoured as well. Pass the mixers to ``RandomChoice`` only, not
-    to the ``Trainer`` too.
+    own ``p`` and epoch window are honoured as well. Every ``Callback`` hook of the wrapper but
+    ``on_train_batch_start`` is forwarded to each mixer (see :data:`FORWARDED_HOOKS`), so a mixer that relies
+    on any of them (hidden-state mixers register their hooks in ``setup``) works inside it. Pass the mixers to
+    ``RandomChoice`` only, not to the ``Trainer`` too.
 
     Args:
         mixers: the mixing callbacks to choose from (at least one).
@@ -50,41 +51,37 @@ class RandomChoice(MixingCallback):
             raise ValueError(f"weights must be finite, >= 0 and not all 0, got {weights}")
         self.mixers = mixers
         self.weights = [w / sum(weights) for w in weights]
-        self._epoch = 0
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        for mixer in self.mixers:  # hidden-state mixers register their hooks here
-            mixer.setup(trainer, pl_module, stage)
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        for mixer in self.mixers:
-            mixer.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for mixer in self.mixers:
-            mixer.on_validation_start(trainer, pl_module)
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for mixer in self.mixers:
-            mixer.teardown(trainer, pl_module, stage)
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        for mixer in self.mixers:
-            mixer.on_exception(trainer, pl_module, exception)
 
     def _hparams(self) -> dict[str, Any]:
         return {"mixers": [type(m).__name__ for m in self.mixers], "weights": self.weights, "p": self.p}
 
-    def maybe_mix(
-        self, x: Tensor, target: Tensor, num_classes: int, epoch: int, generator: torch.Generator
-    ) -> MixedBatch | None:
-        self._epoch = epoch
-        return super().maybe_mix(x, target, num_classes, epoch, generator)
+    def mix(self, step: MixStep) -> MixedBatch | None:
+        weights = torch.tensor(self.weights, device=step.generator.device)
+        choice = int(torch.multinomial(weights, 1, generator=step.generator))
+        return self.mixers[choice].maybe_mix(step)
 
-    def mix(self, x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> MixedBatch | None:
-        weights = torch.tensor(self.weights, device=generator.device)
-        choice = int(torch.multinomial(weights, 1, generator=generator))
-        return self.mixers[choice].maybe_mix(x, target, num_classes, self._epoch, generator)
+
+def _forward_to_mixers(name: str) -> Callable[..., None]:
+    """The ``Callback`` hook ``name`` of :class:`RandomChoice`: its own, then each of its mixers'."""
+
+    def hook(self: RandomChoice, *args: Any, **kwargs: Any) -> None:
+        getattr(super(RandomChoice, self), name)(*args, **kwargs)
+        for mixer in self.mixers:
+            getattr(mixer, name)(*args, **kwargs)
+
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = f"``{name}`` of the wrapper, then of every mixer."
+    return hook
+
+
+FORWARDED_HOOKS = tuple(
+    name
+    for name, value in vars(Callback).items()
+    if callable(value) and (name.startswith("on_") or name in ("setup", "teardown"))
+    and name not in ("on_train_batch_start", "on_save_checkpoint", "on_load_checkpoint")
+)  # fmt: skip
+"""Every ``Callback`` hook but batch start (the wrapper mixes through the chosen mixer's ``maybe_mix``) and the
+checkpoint ones (the wrapper's generator draws for all; the mixers' own state is not used)."""
+
+for _name in FORWARDED_HOOKS:
+    setattr(RandomChoice, _name, _forward_to_mixers(_name))

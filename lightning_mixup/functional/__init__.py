@@ -4,7 +4,17 @@ from lightning_mixup.functional.cutmix import box_mask, cutmix, cutmix_batch, sa
 from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fourier_noise, sample_masks
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.mixup import mixup, mixup_batch
-from lightning_mixup.functional.patchup import block_masks, patchup, patchup_targets, unchanged_fraction
+from lightning_mixup.functional.gan import discriminator_mixup, gan_mixup_batch
+from lightning_mixup.functional.patchup import (
+    block_masks,
+    own_weight,
+    patchup,
+    patchup_batch,
+    patchup_hidden,
+    patchup_targets,
+    unchanged_fraction,
+)
+from lightning_mixup.functional.saliency import input_saliency, loss_input_grad
 from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
 from lightning_mixup.functional.targets import mix_targets, to_probs
 
@@ -15,16 +25,23 @@ __all__ = [
     "box_mask",
     "cutmix",
     "cutmix_batch",
+    "discriminator_mixup",
     "expand_lam",
     "fmix",
     "fmix_batch",
     "fourier_noise",
+    "gan_mixup_batch",
+    "input_saliency",
+    "loss_input_grad",
     "mix_targets",
     "mixup",
     "mixup_batch",
+    "own_weight",
     "pair_up",
     "partner_index",
     "patchup",
+    "patchup_batch",
+    "patchup_hidden",
     "patchup_targets",
     "sample_beta",
     "sample_boxes",

@@ -13,12 +13,22 @@ from lightning_mixup.functional.validation import check_input, check_same_batch
 
 
 class MixedBatch(NamedTuple):
-    """What a batch mixer returns: the mixed input, probability targets ``[B, C]``, and λ (``[]`` or ``[B]``)
-    — the fraction of each sample that comes from the sample itself rather than from its partner."""
+    """What a batch mixer returns: the mixed input, probability targets ``[B, C]``, λ (``[]`` or ``[B]``) — the
+    fraction of each sample that comes from the sample itself rather than from its partner — and, where the
+    method has one, the mask it used.
+
+    ``mask`` has one polarity in every method: 1 = the sample's own, 0 = the partner's (values in between
+    are blends), broadcastable to the mixed tensor (``[1 or B, 1 or C, H, W]``); ``input = mask·first +
+    (1 − mask)·second`` where ``(first, second)`` is ``sources``, or the input and its partners
+    ``x[index]`` when ``sources`` is None. ``sources`` is given only where the method rearranges both
+    images before masking (PuzzleMix's transport). mixup has no mask (its weight is λ everywhere).
+    """
 
     input: Tensor
     target: Tensor
     lam: Tensor
+    mask: Tensor | None = None
+    sources: tuple[Tensor, Tensor] | None = None
 
 
 def pair_up(

@@ -98,6 +98,7 @@ def cutmix_batch(
 ) -> MixedBatch:
     """Sample a partner index, λ ~ Beta(α, α) and a box (one for the batch or one per sample); mix
     inputs ``[B, C, H, W]`` and targets with λ corrected to the pasted area. ``out``: see :func:`cutmix`.
+    The returned ``mask`` is True outside the box (the sample's own pixels), ``[1 or B, 1, H, W]``.
 
     Example:
         >>> x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
@@ -110,4 +111,5 @@ def cutmix_batch(
     lam = sample_lam(alpha, batch if per_sample else None, generator=generator, device=x.device)
     boxes, lam = sample_boxes(lam, height, width, generator=generator)
     lam = lam.to(x.device)
-    return MixedBatch(cutmix(x, index, boxes, out), mix_targets(probs, index, lam), lam)
+    own = ~box_mask(boxes.to(x.device), height, width)
+    return MixedBatch(cutmix(x, index, boxes, out), mix_targets(probs, index, lam), lam, own)

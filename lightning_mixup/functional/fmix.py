@@ -7,10 +7,11 @@ its top-⌈λN⌉ or top-⌊λN⌋ pixels (a fair coin picks which, per mask) co
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
+
+from lightning_mixup.checks import check_number
 
 from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
 from lightning_mixup.functional.sampling import sample_beta, sample_lam
@@ -123,10 +124,8 @@ def fmix(x: Tensor, index: Tensor, mask: Tensor, out: Tensor | None = None) -> T
 
 def check_fmix_params(decay_power: float, max_soft: float) -> None:
     """Raise with the bad value unless ``decay_power > 0`` and ``0 <= max_soft <= 0.5``."""
-    if not (isinstance(decay_power, (int, float)) and decay_power > 0 and math.isfinite(decay_power)):
-        raise ValueError(f"decay_power must be a finite number > 0, got {decay_power!r}")
-    if not (isinstance(max_soft, (int, float)) and 0.0 <= max_soft <= 0.5):
-        raise ValueError(f"max_soft must be in [0, 0.5], got {max_soft!r}")
+    check_number("decay_power", decay_power, 0.0, open_low=True)
+    check_number("max_soft", max_soft, 0.0, 0.5, what="in [0, 0.5]")
 
 
 def fmix_batch(
@@ -144,8 +143,8 @@ def fmix_batch(
     out: Tensor | None = None,
 ) -> MixedBatch:
     """Sample a partner index, λ ~ Beta(α, α) (``reformulate``: Beta(α+1, α)) and one FMix mask for the
-    batch or one per sample; mix inputs ``[B, C, H, W]`` and targets with λ = the mask's mean.
-    ``out``: see :func:`fmix`.
+    batch or one per sample; mix inputs ``[B, C, H, W]`` and targets with λ = the mask's mean (the returned
+    ``mask``, ``[1 or B, 1, H, W]``, 1 = the sample's own). ``out``: see :func:`fmix`.
 
     Example:
         >>> x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
@@ -163,4 +162,4 @@ def fmix_batch(
         lam = sample_lam(alpha, size, generator=generator, device=x.device)
     mask, lam = sample_masks(lam, height, width, decay_power, max_soft, generator=generator)
     lam = lam.to(x.device)
-    return MixedBatch(fmix(x, index, mask, out), mix_targets(probs, index, lam), lam)
+    return MixedBatch(fmix(x, index, mask, out), mix_targets(probs, index, lam), lam, mask.to(x.device))

@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_mixup.functional.sampling import expand_lam
+from lightning_mixup.checks import check_choice, check_int, check_number
+
+from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.sampling import expand_lam, sample_lam
 from lightning_mixup.functional.targets import mix_targets
 
 MODES = ("soft", "hard")
@@ -18,12 +21,9 @@ MODES = ("soft", "hard")
 
 def check_patchup_params(block_size: object, gamma: object, mode: object) -> None:
     """Raise with the bad value unless ``block_size`` is an int >= 1, ``0 < gamma <= 1`` and ``mode`` is known."""
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 < gamma <= 1.0:
-        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_int("block_size", block_size, 1)
+    check_number("gamma", gamma, 0.0, 1.0, open_low=True, what="in (0, 1]")
+    check_choice("mode", mode, MODES)
 
 
 def adjusted_gamma(gamma: float, block_size: int, height: int, width: int) -> float:
@@ -45,8 +45,9 @@ def block_masks(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """``n`` binary masks ``[n, C, H, W]`` (1 = the feature is changed): Bernoulli(adjusted γ) seeds grown
-    into ``block_size × block_size`` squares, clipped at the borders, independently per channel.
+    """``n`` binary masks ``[n, C, H, W]``, 1 = the sample's own feature, 0 = a block to change:
+    Bernoulli(adjusted γ) seeds grown into ``block_size × block_size`` squares, clipped at the borders,
+    independently per channel.
 
     Example:
         >>> m = block_masks(2, 4, 16, 16, 5, 0.5, generator=torch.Generator().manual_seed(0))
@@ -56,7 +57,7 @@ def block_masks(
     rate = adjusted_gamma(gamma, block_size, height, width)
     dev = generator.device if generator is not None else torch.device(device or "cpu")
     seeds = (torch.rand(n, channels, height, width, generator=generator, device=dev) < rate).float()
-    return grow_blocks(seeds, block_size)
+    return 1.0 - grow_blocks(seeds, block_size)
 
 
 def grow_blocks(seeds: Tensor, block_size: int) -> Tensor:
@@ -80,31 +81,45 @@ def grow_blocks(seeds: Tensor, block_size: int) -> Tensor:
     return ((sums[..., block_size:] - sums[..., :-block_size]) > 0.5).to(seeds.dtype)
 
 
-def patchup(h: Tensor, index: Tensor, lam: Tensor | float, holes: Tensor, mode: str = "soft") -> Tensor:
-    """Mix the blocks of ``h`` ``[B, C, H, W]`` marked by ``holes`` (``[1 or B, C, H, W]``, 1 = changed), out of place.
+def own_weight(mask: Tensor, lam: Tensor | float, mode: str = "soft") -> Tensor:
+    """The share of each feature that is the sample's own: the block mask (``"hard"``: a changed block is the
+    partner's) or ``mask + (1 − mask)·λ`` (``"soft"``: a changed block is ``λ·h + (1−λ)·h[j]``); its mean is the
+    λ of the mixed sample.
 
-    ``"hard"``: ``(1−M)·h + M·h[index]``; ``"soft"``: ``(1−M)·h + M·(λ·h + (1−λ)·h[index])``.
+    Example:
+        >>> own_weight(torch.tensor([[[[1.0, 0.0]]]]), 0.25, "soft")
+        tensor([[[[1.0000, 0.2500]]]])
+    """
+    check_choice("mode", mode, MODES)
+    if mode == "hard":
+        return mask
+    lam = torch.as_tensor(lam, dtype=mask.dtype, device=mask.device)
+    if lam.ndim == 1 and mask.shape[0] == 1:  # one mask for the batch, one λ per sample
+        mask = mask.expand(lam.shape[0], *mask.shape[1:])
+    return mask + (1.0 - mask) * expand_lam(lam, mask)
+
+
+def patchup(h: Tensor, index: Tensor, lam: Tensor | float, mask: Tensor, mode: str = "soft") -> Tensor:
+    """Mix the blocks of ``h`` ``[B, C, H, W]`` that ``mask`` (``[1 or B, C, H, W]``, 1 = own) marks 0, out of place.
+
+    ``"hard"``: ``M·h + (1−M)·h[index]``; ``"soft"``: ``M·h + (1−M)·(λ·h + (1−λ)·h[index])``.
 
     Example:
         >>> h = torch.arange(2.0).view(2, 1, 1, 1).expand(2, 1, 2, 2)
-        >>> holes = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
-        >>> patchup(h, torch.tensor([1, 0]), 0.5, holes, "hard")[0, 0]
+        >>> mask = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]])
+        >>> patchup(h, torch.tensor([1, 0]), 0.5, mask, "hard")[0, 0]
         tensor([[1., 0.],
                 [0., 0.]])
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    partner = h[index]
-    if mode == "soft":
-        partner = torch.lerp(partner, h, expand_lam(lam, h))
+    weight = own_weight(mask.to(h.device), lam, mode)
     channels_last = h.ndim == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.where(holes.to(h.device).contiguous(memory_format=layout) > 0, partner, h)
+    return torch.lerp(h[index], h, weight.to(h.dtype).contiguous(memory_format=layout))  # exact at weights 0 and 1
 
 
-def unchanged_fraction(holes: Tensor) -> Tensor:
-    """``p_u`` of each mask ``[n, C, H, W]``: the fraction of features left unchanged, shape ``[n]``."""
-    return 1.0 - holes.flatten(1).mean(dim=1, dtype=torch.float64).float()
+def unchanged_fraction(mask: Tensor) -> Tensor:
+    """``p_u`` of each block mask ``[n, C, H, W]`` (1 = own): the fraction of features left unchanged, ``[n]``."""
+    return mask.flatten(1).mean(dim=1, dtype=torch.float64).float()
 
 
 def patchup_targets(probs: Tensor, index: Tensor, lam: Tensor | float, unchanged: Tensor, mode: str = "soft") -> Tensor:
@@ -112,3 +127,79 @@ def patchup_targets(probs: Tensor, index: Tensor, lam: Tensor | float, unchanged
     ``p_u``, a scalar or ``[B]``."""
     mixed = mix_targets(probs, index, lam) if mode == "soft" else probs[index]
     return torch.lerp(mixed, probs, expand_lam(unchanged.to(probs.device), probs))
+
+
+def patchup_hidden(
+    h: Tensor,
+    probs: Tensor,
+    index: Tensor,
+    lam: Tensor | float,
+    mode: str = "soft",
+    block_size: int = 7,
+    gamma: float = 0.75,
+    *,
+    shared_mask: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[MixedBatch, Tensor]:
+    """PatchUp of a feature map ``h [B, C, H, W]`` with a given partner ``index`` and λ: draws the block masks (one
+    for the batch when ``shared_mask``, as the official code, else one per sample), mixes ``h`` and the targets
+    ``probs [B, C]``. Returns ``(MixedBatch(mixed h, targets, λ of each sample, own-weight mask), p_u)``, ``p_u``
+    the unchanged fraction of each mask (``[]`` shared, ``[B]`` per sample).
+
+    Example:
+        >>> h, probs = torch.randn(4, 2, 8, 8), torch.eye(4)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> out, p_u = patchup_hidden(h, probs, torch.tensor([1, 0, 3, 2]), 0.5, "soft", 3, 0.5, generator=g)
+        >>> bool(torch.allclose(out.mask.mean(dim=(1, 2, 3)), out.lam))
+        True
+        >>> bool(torch.allclose(out.target.sum(1), torch.ones(4)))
+        True
+    """
+    check_patchup_params(block_size, gamma, mode)
+    if h.ndim != 4:
+        raise ValueError(f"PatchUp needs a [B, C, H, W] feature map, got shape {list(h.shape)}")
+    batch, channels, height, width = h.shape
+    if block_size > min(height, width):
+        raise ValueError(
+            f"PatchUp: block_size={block_size} is larger than the {height}x{width} feature map; "
+            "choose a smaller block_size or an earlier layer"
+        )
+    mask = block_masks(1 if shared_mask else batch, channels, height, width, block_size, gamma, generator=generator)
+    mask = mask.to(h.device)
+    unchanged = unchanged_fraction(mask)
+    unchanged = unchanged[0] if shared_mask else unchanged
+    targets = patchup_targets(probs, index, lam, unchanged.to(probs.device), mode)
+    weight = own_weight(mask, lam, mode)
+    lam_own = weight.flatten(1).mean(1, dtype=torch.float64).float().expand(batch)
+    return MixedBatch(patchup(h, index, lam, mask, mode), targets, lam_own, weight), unchanged
+
+
+def patchup_batch(
+    h: Tensor,
+    target: Tensor,
+    num_classes: int,
+    alpha: float = 2.0,
+    mode: str = "soft",
+    block_size: int = 7,
+    gamma: float = 0.75,
+    *,
+    shared_mask: bool = False,
+    per_sample: bool = False,
+    partner: str = "perm",
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Draw a partner index and λ ~ Beta(α, α), then :func:`patchup_hidden`: PatchUp of a feature map
+    ``[B, C, H, W]`` (the callback applies it to a hidden layer's output during the forward).
+
+    Example:
+        >>> h, y = torch.randn(8, 4, 8, 8), torch.arange(8) % 4
+        >>> out = patchup_batch(h, y, 4, mode="hard", block_size=3, generator=torch.Generator().manual_seed(0))
+        >>> out.input.shape, out.lam.shape, bool(torch.allclose(out.target.sum(1), torch.ones(8)))
+        (torch.Size([8, 4, 8, 8]), torch.Size([8]), True)
+    """
+    probs, index = pair_up(h, target, num_classes, alpha, partner, generator, ndim=4, method="PatchUp")
+    lam = sample_lam(alpha, h.shape[0] if per_sample else None, generator=generator, device=h.device).to(h.device)
+    mixed, _ = patchup_hidden(
+        h, probs, index, lam, mode, block_size, gamma, shared_mask=shared_mask, generator=generator
+    )
+    return mixed

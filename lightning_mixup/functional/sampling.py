@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from lightning_mixup.checks import check_choice, check_number, check_positive_int
+
 PARTNERS = ("perm", "flip")
 
 
@@ -24,10 +26,8 @@ def _generator_device(generator: torch.Generator | None, device: torch.device | 
 
 
 def check_alpha(alpha: object) -> float:
-    """Return ``alpha`` if it is a finite number > 0, else raise with the bad value."""
-    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-    return alpha
+    """Return ``alpha`` as a float if it is a finite number > 0, else raise with the bad value."""
+    return check_number("alpha", alpha, 0.0, open_low=True)
 
 
 def sample_beta(
@@ -94,10 +94,8 @@ def partner_index(
         >>> partner_index(4, "flip")
         tensor([3, 2, 1, 0])
     """
-    if partner not in PARTNERS:
-        raise ValueError(f"partner must be one of {PARTNERS}, got {partner!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_choice("partner", partner, PARTNERS)
+    check_positive_int("batch_size", batch_size)
     dev = _generator_device(generator, device)
     if partner == "flip":
         return torch.arange(batch_size - 1, -1, -1, device=dev)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_mixup.checks import check_int
+
 from lightning_mixup.functional.sampling import expand_lam
 
 SUM_TOLERANCE = 1e-3
@@ -15,9 +17,7 @@ SUM_TOLERANCE = 1e-3
 
 def check_num_classes(num_classes: object) -> int:
     """Return ``num_classes`` if it is an int ≥ 2, else raise with the bad value."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    return num_classes
+    return check_int("num_classes", num_classes, 2)
 
 
 def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -3,18 +3,23 @@
 from lightning_mixup.functional.puzzlemix.energy import MaskProblem, energy, mask_problem
 from lightning_mixup.functional.puzzlemix.mix import (
     PuzzleMixParams,
-    input_saliency,
+    adversarial_noise,
+    adversarial_start,
     optimal_mask,
     puzzlemix,
     puzzlemix_batch,
+    puzzlemix_sources,
     transport_sources,
 )
+from lightning_mixup.functional.saliency import input_saliency
 from lightning_mixup.functional.puzzlemix.solver import solve_masks
 from lightning_mixup.functional.puzzlemix.transport import move_blocks, transport_plan
 
 __all__ = [
     "MaskProblem",
     "PuzzleMixParams",
+    "adversarial_noise",
+    "adversarial_start",
     "energy",
     "input_saliency",
     "mask_problem",
@@ -22,6 +27,7 @@ __all__ = [
     "optimal_mask",
     "puzzlemix",
     "puzzlemix_batch",
+    "puzzlemix_sources",
     "solve_masks",
     "transport_plan",
     "transport_sources",

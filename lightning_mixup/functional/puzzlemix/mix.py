@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_mixup.checks import check_int, check_number
+from lightning_mixup.checks import check_bool, check_int, check_number
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.puzzlemix.energy import mask_problem, pool_saliency
 from lightning_mixup.functional.puzzlemix.solver import solve_masks
@@ -63,8 +63,7 @@ class PuzzleMixParams:
         for g in self.grids:
             check_int("grids", g, 2)
         object.__setattr__(self, "grids", tuple(self.grids))
-        if not isinstance(self.transport, bool):
-            raise ValueError(f"transport must be a bool, got {self.transport!r}")
+        check_bool("transport", self.transport)
         if self.t_size != -1:
             check_int("t_size (or -1)", self.t_size, 1)
         if self.iterations is not None:
@@ -96,12 +95,6 @@ def _as_channels(value: float | Sequence[float] | Tensor, like: Tensor) -> Tenso
     return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(1, -1, 1, 1)
 
 
-def input_saliency(grad: Tensor) -> Tensor:
-    """``[B, H, W]`` saliency from the loss gradient w.r.t. the input ``[B, C, H, W]``: the root mean square
-    over channels (official: ``sqrt(mean(grad², dim=1))``)."""
-    return grad.pow(2).mean(1).sqrt()
-
-
 def puzzlemix(
     x: Tensor,
     index: Tensor,
@@ -117,14 +110,8 @@ def puzzlemix(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Mix each image of ``x [B, C, S, S]`` with ``x[index]`` under an optimised mask on an ``grid × grid``
     block grid; returns ``(mixed, lam_per_sample, mask [B, 1, S, S])`` where ``lam_per_sample`` is the
-    mask's mean (the fraction of each sample that is its own).
-
-    Args:
-        saliency: ``[B, S, S]`` non-negative saliency of each image (see :func:`input_saliency`).
-        lam: ``[]`` or ``[B]`` the λ of the prior.
-        mean, std: the input normalisation, to compare pixels (and add noise) in [0, 1] space.
-        noise: ``[B, C, S, S]`` adversarial noise in pixel units, added to the sample itself where
-            ``perturb[0]`` and to the partner (as ``noise[index]``) where ``perturb[1]``.
+    mask's mean (the fraction of each sample that is its own). The arguments are those of
+    :func:`puzzlemix_sources`.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -132,6 +119,38 @@ def puzzlemix(
         >>> mixed, lam, mask = puzzlemix(x, torch.tensor([1, 0, 3, 2]), x.mean(1), torch.tensor(0.5), 4)
         >>> mixed.shape, bool(((mask == 0) | (mask == 0.5) | (mask == 1)).all())
         (torch.Size([4, 3, 32, 32]), True)
+    """
+    own, partner, block_mask = puzzlemix_sources(
+        x, index, saliency, lam, grid, params, mean=mean, std=std, noise=noise, perturb=perturb
+    )
+    mask = F.interpolate(block_mask, size=x.shape[-1], mode="nearest")
+    return torch.lerp(partner, own, mask), block_mask.flatten(1).mean(1), mask
+
+
+def puzzlemix_sources(
+    x: Tensor,
+    index: Tensor,
+    saliency: Tensor,
+    lam: Tensor,
+    grid: int,
+    params: PuzzleMixParams = PuzzleMixParams(),
+    *,
+    mean: float | Sequence[float] | Tensor = 0.0,
+    std: float | Sequence[float] | Tensor = 1.0,
+    noise: Tensor | None = None,
+    perturb: tuple[bool, bool] = (False, False),
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The two images PuzzleMix blends and the optimised block mask: ``(own, partner, block_mask [B, 1, n, n])``,
+    ``own``/``partner`` the sample and ``x[index]`` (noised where asked, then transported when
+    ``params.transport``); the mix is ``lerp(partner, own, block_mask upsampled)``.
+
+    Args:
+        saliency: ``[B, S, S]`` non-negative saliency of each image (see
+            :func:`~lightning_mixup.functional.saliency.input_saliency`).
+        lam: ``[]`` or ``[B]`` the λ of the prior.
+        mean, std: the input normalisation, to compare pixels (and add noise) in [0, 1] space.
+        noise: ``[B, C, S, S]`` adversarial noise in pixel units (see :func:`adversarial_noise`), added to the
+            sample itself where ``perturb[0]`` and to the partner (as ``noise[index]``) where ``perturb[1]``.
     """
     side = x.shape[-1]
     mean_t, std_t = _as_channels(mean, x), _as_channels(std, x)
@@ -147,8 +166,41 @@ def puzzlemix(
         own, partner = transport_sources(
             own, partner, block_mask, saliency, index, params.sizes(side, grid)[2], params.t_eps
         )
-    mask = F.interpolate(block_mask, size=side, mode="nearest")
-    return torch.lerp(partner, own, mask), block_mask.flatten(1).mean(1), mask
+    return own, partner, block_mask
+
+
+def adversarial_start(
+    x: Tensor, mean: Tensor, std: Tensor, eps: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """PuzzleMix's random start inside the ε-ball (official ``--adv_eps``, in [0, 1] pixel units): returns
+    ``(noise, x_noisy)``, the noise in pixel units (kept inside [0, 1] pixels) and the noised normalised input
+    whose loss gradient drives :func:`adversarial_noise`.
+
+    Example:
+        >>> x = torch.zeros(2, 3, 4, 4)
+        >>> noise, noisy = adversarial_start(x, torch.tensor(0.5), torch.tensor(0.25), 0.1, torch.Generator())
+        >>> bool(noise.abs().max() <= 0.1), bool(torch.allclose(noisy, noise / 0.25))
+        (True, True)
+    """
+    pixels = x * std + mean
+    device = generator.device if generator is not None else x.device
+    start = torch.rand(x.shape, generator=generator, device=device).to(x.device) * 2 - 1
+    noisy = (pixels + eps * start).clamp(0, 1)
+    return noisy - pixels, (noisy - mean) / std
+
+
+def adversarial_noise(noise: Tensor, grad: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:
+    """One signed-gradient (FGSM) step of ``eps + 2/255`` from the random start ``noise``, clipped to ``[−ε, ε]``,
+    then scaled by a coefficient ~ U(0, 1), as in the official code.
+
+    Example:
+        >>> noise = adversarial_noise(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), 0.04, torch.Generator())
+        >>> bool((noise >= 0).all() and (noise <= 0.04).all())
+        True
+    """
+    device = generator.device if generator is not None else noise.device
+    coef = torch.rand((), generator=generator, device=device).to(noise.device)
+    return (noise + (eps + 2 / 255) * grad.sign()).clamp(-eps, eps) * coef
 
 
 def optimal_mask(
@@ -195,7 +247,8 @@ def puzzlemix_batch(
     perturb: tuple[bool, bool] = (False, False),
 ) -> MixedBatch:
     """Draw a partner index, λ ~ Beta(α, α) and a grid from ``params.grids``, then mix with :func:`puzzlemix`.
-    The targets are mixed with each sample's mask mean, which is also the returned ``lam`` ``[B]``.
+    The targets are mixed with each sample's mask mean, which is also the returned ``lam`` ``[B]``; the
+    returned ``mask`` blends the returned ``sources`` (transported when ``params.transport``).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -211,7 +264,10 @@ def puzzlemix_batch(
     lam = sample_lam(alpha, x.shape[0] if per_sample else None, generator=generator, device=x.device).to(x.device)
     pick = torch.randint(len(params.grids), (), generator=generator, device=generator.device if generator else None)
     grid = params.grids[int(pick)]
-    mixed, lam_mask, _ = puzzlemix(
+    own, other, block_mask = puzzlemix_sources(
         x, index, saliency, lam, grid, params, mean=mean, std=std, noise=noise, perturb=perturb
     )
-    return MixedBatch(mixed, mix_targets(probs, index, lam_mask), lam_mask)
+    mask = F.interpolate(block_mask, size=x.shape[-1], mode="nearest")
+    lam_mask = block_mask.flatten(1).mean(1)
+    mixed = torch.lerp(other, own, mask)
+    return MixedBatch(mixed, mix_targets(probs, index, lam_mask), lam_mask, mask, (own, other))

@@ -39,16 +39,16 @@ from torch import nn
 
 from lightning.pytorch.plugins.precision import Precision
 
-from lightning_mixup.callbacks import CutMix, FMix, ManifoldMixup, Mixer, MixUp, PatchUp, PuzzleMix
+from lightning_mixup.bench.pygco import gco_labels, random_problems
+from lightning_mixup.callbacks import Mixer, MixUp, PuzzleMix
 from lightning_mixup.functional import cutmix, fmix, partner_index, sample_boxes, sample_lam, sample_masks
 from lightning_mixup.functional.puzzlemix import energy, solve_masks
 from lightning_mixup.functional.puzzlemix.mix import GRIDS
-from lightning_mixup.functional.puzzlemix.reference import gco_labels, random_problems
+from lightning_mixup.methods import get, names
 from lightning_mixup.models.nets import SmallCNN
 
-INPUT_METHODS = ("mixup", "cutmix", "fmix")
-HIDDEN_METHODS = ("manifold_mixup", "patchup")
-METHODS = INPUT_METHODS + HIDDEN_METHODS + ("puzzlemix",)
+METHODS = tuple(names("input", "hidden", "saliency"))
+"""Every method the benchmark times: all the registry's classifier mixers (the GAN method has its own loop)."""
 SHAPES = ((256, 3, 32, 32), (64, 3, 224, 224))
 QUICK_SHAPES = ((8, 3, 16, 16),)
 NUM_CLASSES = 10
@@ -69,17 +69,30 @@ class _Module(nn.Module):
         """Logging is not timed."""
 
 
-def _make(method: str, per_sample: bool) -> Mixer:
-    common: dict[str, Any] = {"per_sample": per_sample, "num_classes": NUM_CLASSES, "seed": 0}
-    if method == "mixup":
-        return MixUp(**common)
-    if method == "cutmix":
-        return CutMix(**common)
-    if method == "fmix":
-        return FMix(**common)
-    if method == "manifold_mixup":
-        return ManifoldMixup(layers=["net.layer1", "net.layer2"], **common)
-    return PatchUp(layers=["net.layer1"], block_size=7, p=1.0, **common)
+def _make(method: str, per_sample: bool, **kwargs: Any) -> Mixer:
+    """The registry's example instance of ``method`` (see :mod:`lightning_mixup.methods`) for the benchmark's net."""
+    return get(method).make(per_sample=per_sample, num_classes=NUM_CLASSES, seed=0, **BENCH_OPTIONS.get(method, {}))
+
+
+BENCH_OPTIONS: dict[str, dict[str, Any]] = {"patchup": {"block_size": 7}}
+"""Where the benchmark's instance differs from the registry's example: PatchUp's official 7×7 blocks on the
+32×32 maps."""
+
+
+def _apply_cutmix(x: torch.Tensor, index: torch.Tensor, lam: torch.Tensor, g: torch.Generator, dst: torch.Tensor):
+    boxes, _ = sample_boxes(lam, x.shape[2], x.shape[3], generator=g)
+    return lambda: cutmix(x, index, boxes, out=dst)
+
+
+def _apply_fmix(x: torch.Tensor, index: torch.Tensor, lam: torch.Tensor, g: torch.Generator, dst: torch.Tensor):
+    mask, _ = sample_masks(lam, x.shape[2], x.shape[3], generator=g)
+    mask = mask.to(x.dtype)
+    return lambda: fmix(x, index, mask, out=dst)
+
+
+APPLY: dict[str, Callable[..., Callable[[], Any]]] = {"cutmix": _apply_cutmix, "fmix": _apply_fmix}
+"""The deterministic blend of the input methods that have one apart from their sampling (box, mask): the ``apply``
+figure times it with its randomness drawn beforehand."""
 
 
 def median_ms(
@@ -149,7 +162,7 @@ def bench_steps(
     copy_ms = median_ms(lambda: dst.copy_(x), device, repeat)
     records = [_record("copy", "batch", "copy", shape, device, dtype, copy_ms, 1.0)]
     for method in methods:
-        if method not in INPUT_METHODS:
+        if get(method).kind != "input":
             continue
         for per_sample in (False, True):
             mode = "per_sample" if per_sample else "batch"
@@ -164,19 +177,11 @@ def bench_steps(
 
             ms = median_ms(step, device, repeat)
             records.append(_record(method, mode, "step", shape, device, dtype, ms, ms / copy_ms))
-            if method == "mixup":
+            if method not in APPLY:
                 continue
-            n = shape[0] if per_sample else None
-            lam = sample_lam(1.0, n, generator=g)
+            lam = sample_lam(1.0, shape[0] if per_sample else None, generator=g)
             index = partner_index(shape[0], generator=g)
-            if method == "cutmix":
-                boxes, _ = sample_boxes(lam, shape[2], shape[3], generator=g)
-                apply: Callable[[], Any] = lambda: cutmix(x, index, boxes, out=dst)  # noqa: E731
-            else:
-                mask, _ = sample_masks(lam, shape[2], shape[3], generator=g)
-                mask = mask.to(dtype)
-                apply = lambda: fmix(x, index, mask, out=dst)  # noqa: E731
-            ms = median_ms(apply, device, repeat)
+            ms = median_ms(APPLY[method](x, index, lam, g, dst), device, repeat)
             records.append(_record(method, mode, "apply", shape, device, dtype, ms, ms / copy_ms))
     return records
 
@@ -321,12 +326,12 @@ def run(methods: Sequence[str] = METHODS, device: str = "cpu", quick: bool = Fal
     repeat = 3 if quick else 25
     dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
     records: list[dict[str, Any]] = []
-    for shape in shapes if any(m in INPUT_METHODS for m in methods) else ():
+    for shape in shapes if any(get(m).kind == "input" for m in methods) else ():
         for dtype in dtypes:
             records += bench_steps(methods, shape, dev, dtype, repeat)
     if "fmix" in methods:
         records += bench_masks((16,) if quick else (32, 224), 8 if quick else 256, dev, repeat)
-    throughput_methods = [m for m in methods if m != "puzzlemix"]
+    throughput_methods = [m for m in methods if get(m).kind != "saliency"]  # PuzzleMix: its own step ratio
     if quick:
         records += bench_throughput(throughput_methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
     else:
@@ -352,20 +357,19 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m lightning_mixup.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("methods", nargs="*", default=list(METHODS), help=f"any of {', '.join(METHODS)}")
+    parser.add_argument("methods", nargs="*", metavar="METHOD", help=f"any of {', '.join(METHODS)} (default: all)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--json", dest="json_file", help="write the records to this file")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, few repeats: checks that it runs")
     args = parser.parse_args(argv)
+    for method in args.methods:
+        if method not in METHODS:
+            parser.error(f"argument METHOD: invalid choice: {method!r} (choose from {', '.join(METHODS)})")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    records = run(args.methods, args.device, args.quick)
+    records = run(args.methods or METHODS, args.device, args.quick)
     print(format_table(records))
     if args.json_file:
         with open(args.json_file, "w") as f:
             json.dump(records, f, indent=1)
     return records
-
-
-if __name__ == "__main__":
-    main()

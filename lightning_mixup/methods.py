@@ -1,0 +1,199 @@
+"""The method registry: every mixing method of the package, named once.
+
+A method's ``name`` is the same everywhere: its functional op, its callback, its Hydra config
+(``conf/mix/<name>.yaml``), its gallery picture (``docs/images/<name>.png``), the benchmark and the tests.
+The benchmark, the gallery, the test suite and the README's method table are driven by :data:`METHODS`;
+an unknown name is an error (:func:`get`), never a fallback.
+
+``python -m lightning_mixup.methods`` prints the README's method table.
+
+Example:
+    >>> get("cutmix").callback.__name__, get("cutmix").kind
+    ('CutMix', 'input')
+    >>> get("cutmx")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown method 'cutmx'; the methods are ['mixup', 'cutmix', 'fmix', ...]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from lightning_mixup.callbacks import CutMix, DiscriminatorMixup, FMix, ManifoldMixup, MixUp, PatchUp, PuzzleMix
+from lightning_mixup.functional import cutmix_batch, fmix_batch, gan_mixup_batch, mixup_batch, patchup_batch
+from lightning_mixup.functional.batch import MixedBatch
+from lightning_mixup.functional.puzzlemix import PuzzleMixParams, puzzlemix_batch
+
+KINDS = {
+    "input": "mixes the input before the forward",
+    "hidden": "mixes the output of a hidden layer during the forward (a forward hook)",
+    "saliency": "mixes the input, guided by the saliency of an extra forward and backward pass",
+    "gan": "mixes real and generated samples for a GAN's discriminator",
+}
+
+
+def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registered method.
+
+    Args:
+        name: the one name (``conf/mix/<name>.yaml``, ``docs/images/<name>.png``, ``python -m
+            lightning_mixup.bench <name>``).
+        title: its display name.
+        kind: one of :data:`KINDS`.
+        callback: the callback class.
+        batch_op: the functional ``*_batch`` op (pure torch), which returns a
+            :class:`~lightning_mixup.functional.MixedBatch`.
+        paper: authors, venue and year; ``arxiv``: the arXiv id; ``official``: the official code's repository.
+        mixes: what it mixes, in a few words; ``defaults``: its key hyper-parameters (official defaults).
+        example: constructor arguments of a small, quick instance for a :class:`~lightning_mixup.models.nets.SmallCNN`
+            as ``pl_module.net`` (the tests, the benchmark and the DDP checks start from it).
+        gallery: keyword arguments of ``batch_op`` for its gallery picture.
+        tests: the test file of its functional op, under ``tests/``.
+    """
+
+    name: str
+    title: str
+    kind: str
+    callback: type[Callback]
+    batch_op: Callable[..., MixedBatch]
+    paper: str
+    arxiv: str
+    official: str
+    mixes: str
+    defaults: str
+    tests: str
+    example: Mapping[str, Any] = field(default_factory=_frozen)
+    gallery: Mapping[str, Any] = field(default_factory=_frozen)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {tuple(KINDS)}, got {self.kind!r}")
+        object.__setattr__(self, "example", _frozen(self.example))
+        object.__setattr__(self, "gallery", _frozen(self.gallery))
+
+    def make(self, **kwargs: Any) -> Callback:
+        """The callback with :attr:`example`'s arguments, updated by ``kwargs``."""
+        return self.callback(**{**self.example, **kwargs})
+
+
+METHODS: Mapping[str, Method] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            Method(
+                "mixup", "mixup", "input", MixUp, mixup_batch,
+                "Zhang et al., ICLR 2018", "1710.09412", "facebookresearch/mixup-cifar10",
+                "`λx + (1−λ)x[j]`, any input shape", "`alpha` (1.0 on CIFAR, 0.2 on ImageNet)",
+                "test_functional_mixup.py",
+                gallery={"alpha": 1.0},
+            ),
+            Method(
+                "cutmix", "CutMix", "input", CutMix, cutmix_batch,
+                "Yun et al., ICCV 2019", "1905.04899", "clovaai/CutMix-PyTorch",
+                "a box of side `√(1−λ)·H × √(1−λ)·W` pasted from the partner", "`alpha=1.0`, `p` (0.5 on CIFAR)",
+                "test_functional_cutmix.py",
+                gallery={"alpha": 1.0},
+            ),
+            Method(
+                "fmix", "FMix", "input", FMix, fmix_batch,
+                "Harris et al., 2020", "2002.12047", "ecs-vlc/FMix",
+                "a binary mask from low-frequency Fourier noise",
+                "`alpha=1.0`, `decay_power=3`, `max_soft=0`, `reformulate=False`",
+                "test_functional_fmix.py",
+                gallery={"alpha": 1.0, "decay_power": 3.0},
+            ),
+            Method(
+                "manifold_mixup", "Manifold Mixup", "hidden", ManifoldMixup, mixup_batch,
+                "Verma et al., ICML 2019", "1806.05236", "vikasverma1077/manifold_mixup",
+                "mixup of the hidden state of a layer drawn each batch", "`layers`, `include_input=True`, `alpha=2.0`",
+                "test_hidden.py",
+                example={"layers": ["net.layer1", "net.layer2"]},
+                gallery={"alpha": 2.0},
+            ),
+            Method(
+                "patchup", "PatchUp", "hidden", PatchUp, patchup_batch,
+                "Faramarzi et al., AAAI 2022", "2006.07794", "chandar-lab/PatchUp",
+                "DropBlock-style blocks of a hidden feature map, swapped or interpolated",
+                "`layers`, `mode` (`soft`/`hard`), `block_size=7`, `gamma` (0.75/0.5), `p` (1.0/0.7), `alpha=2.0`",
+                "test_hidden.py",
+                example={"layers": ["net.layer1"], "block_size": 3, "p": 1.0},
+                gallery={"alpha": 2.0, "mode": "soft", "block_size": 7, "gamma": 0.75},
+            ),
+            Method(
+                "puzzlemix", "PuzzleMix", "saliency", PuzzleMix, puzzlemix_batch,
+                "Kim et al., ICML 2020", "2009.06962", "snu-mllab/PuzzleMix",
+                "a block mask optimised per pair to keep both images' salient regions, after moving salient "
+                "blocks into the kept region",
+                "`alpha=1`, `beta=1.2`, `gamma=0.5`, `eta=0.2`, `neigh_size=4`, `n_labels=3`, `grids=(2,4,8,16)`, "
+                "`transport=True`, `t_eps=0.8`, `t_size=4`, `adv_p=0`, `adv_eps=10`, `clean_lam=0`",
+                "test_puzzlemix.py",
+                example={"grids": (2, 4)},
+                gallery={"alpha": 1.0, "params": PuzzleMixParams(grids=(4,))},
+            ),
+            Method(
+                "gan_mixup", "mixup for GAN discriminators", "gan", DiscriminatorMixup, gan_mixup_batch,
+                "Zhang et al., ICLR 2018, §3.7", "1710.09412", "—",
+                "real and generated samples, for a GAN's discriminator, with λ as its target",
+                "`alpha=0.2`, `per_sample=True`",
+                "test_gan.py",
+                gallery={"alpha": 0.2},
+            ),
+        )
+    }
+)  # fmt: skip
+"""Every method, by name."""
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; ``ValueError`` listing the methods for any other name."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; the methods are {list(METHODS)}")
+    return METHODS[name]
+
+
+def names(*kinds: str) -> list[str]:
+    """The names of the methods of these kinds (all methods without ``kinds``), in registry order.
+
+    Example:
+        >>> names("hidden")
+        ['manifold_mixup', 'patchup']
+    """
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown kind(s) {unknown}; the kinds are {list(KINDS)}")
+    return [m.name for m in METHODS.values() if not kinds or m.kind in kinds]
+
+
+COMBINATOR_ROW = (
+    "| `RandomChoice` | `random_choice` | — (timm's mixup/CutMix switch, generalised) "
+    "| one of several mixers per batch | `mixers`, `weights` | — |"
+)
+
+
+def markdown_table() -> str:
+    """The README's method table: one row per registered method, then :class:`RandomChoice`."""
+    lines = [
+        "| callback | `mix=` | paper | what it mixes | key hyper-parameters (official defaults) | functional op |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in METHODS.values():
+        paper = f"{m.paper}, [arXiv {m.arxiv}](https://arxiv.org/abs/{m.arxiv})"
+        op = f"`{m.batch_op.__name__}`"
+        lines.append(f"| `{m.callback.__name__}` | `{m.name}` | {paper} | {m.mixes} | {m.defaults} | {op} |")
+    lines.append(COMBINATOR_ROW)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
