@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import NUM_CLASSES, Recorder, UserModule, make_loader, make_trainer
 from strategies import policy_error
 from lightning_mixup import CutMix, FMix, MixUp, RandomChoice
+from lightning_mixup.callbacks.random_choice import FORWARDED_HOOKS
 from lightning_mixup.methods import get, names
 from lightning_mixup.callbacks.base import MixStep, mixing_seed
 
@@ -352,3 +353,22 @@ def test_tensor_batch_is_refused(loader: DataLoader) -> None:
     x = torch.randn(16, 3, 8, 8)
     with pytest.raises(TypeError, match="expects a list or dict batch, got Tensor"):
         make_trainer([MixUp()]).fit(UserModule(), DataLoader(TensorDataset(x).tensors[0], batch_size=8))
+
+
+def test_random_choice_forwards_every_callback_hook_to_its_mixers(loader: DataLoader) -> None:
+    calls: Counter[str] = Counter()
+
+    class Watching(MixUp):
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            calls["on_train_epoch_start"] += 1
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            calls["on_fit_end"] += 1
+
+        def on_train_batch_start(self, *args: Any) -> None:  # never: the wrapper mixes through maybe_mix
+            calls["on_train_batch_start"] += 1
+
+    make_trainer([RandomChoice([Watching(), CutMix()], seed=0)], max_epochs=2).fit(UserModule(), loader)
+    assert calls == {"on_train_epoch_start": 2, "on_fit_end": 1}
+    hooks = {name for name in vars(Callback) if name.startswith("on_") or name in ("setup", "teardown")}
+    assert set(FORWARDED_HOOKS) == hooks - {"on_train_batch_start", "on_save_checkpoint", "on_load_checkpoint"}

@@ -32,12 +32,6 @@ def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
     return cfg
 
 
-def test_the_mix_group_has_every_method() -> None:
-    assert MIXES == [
-        *("cutmix", "fmix", "gan_mixup", "manifold_mixup", "mixup", "none", "patchup", "puzzlemix", "random_choice")
-    ]
-
-
 def _own_keys(path: Path) -> DictConfig:
     """A config file's own keys, without its defaults list."""
     cfg = OmegaConf.load(path)
