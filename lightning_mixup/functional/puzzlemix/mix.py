@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -102,16 +103,12 @@ def puzzlemix(
     lam: Tensor,
     grid: int,
     params: PuzzleMixParams = PuzzleMixParams(),
-    *,
-    mean: float | Sequence[float] | Tensor = 0.0,
-    std: float | Sequence[float] | Tensor = 1.0,
-    noise: Tensor | None = None,
-    perturb: tuple[bool, bool] = (False, False),
+    **options: Any,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Mix each image of ``x [B, C, S, S]`` with ``x[index]`` under an optimised mask on an ``grid × grid``
     block grid; returns ``(mixed, lam_per_sample, mask [B, 1, S, S])`` where ``lam_per_sample`` is the
-    mask's mean (the fraction of each sample that is its own). The arguments are those of
-    :func:`puzzlemix_sources`.
+    mask's mean (the fraction of each sample that is its own). The arguments (``mean``, ``std``, ``noise``,
+    ``perturb`` as keywords) are those of :func:`puzzlemix_sources`.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -120,9 +117,7 @@ def puzzlemix(
         >>> mixed.shape, bool(((mask == 0) | (mask == 0.5) | (mask == 1)).all())
         (torch.Size([4, 3, 32, 32]), True)
     """
-    own, partner, block_mask = puzzlemix_sources(
-        x, index, saliency, lam, grid, params, mean=mean, std=std, noise=noise, perturb=perturb
-    )
+    own, partner, block_mask = puzzlemix_sources(x, index, saliency, lam, grid, params, **options)
     mask = F.interpolate(block_mask, size=x.shape[-1], mode="nearest")
     return torch.lerp(partner, own, mask), block_mask.flatten(1).mean(1), mask
 
