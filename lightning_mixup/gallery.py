@@ -151,7 +151,7 @@ def examples(name: str, n: int = 4, seed: int = SEED) -> dict[str, Example]:
 def example_figure(groups: Mapping[str, Example], title: str = "") -> Figure:
     """Side-by-side groups of pairs: rows first image, partner, mask (share of the first) and mix, with the
     target's λ over each pair."""
-    from matplotlib.figure import Figure
+    Figure = figure_class()
 
     rows = ("image", "partner", "mask", "mix")
     n = sum(ex.lam.shape[0] for ex in groups.values())
@@ -220,7 +220,7 @@ def probability_maps(
 ) -> Figure:
     """Side by side, each model's predicted probability of class 1 over the plane of the 2-D points ``x [N, 2]``
     (labels ``y [N]`` drawn on top): the mixup paper's Figure 1b. The models are put in eval mode."""
-    from matplotlib.figure import Figure
+    Figure = figure_class()
 
     levels = [i / 10 for i in range(11)]  # flat bands: a small PNG
     low, high = x.min(dim=0).values - margin, x.max(dim=0).values + margin
@@ -249,6 +249,18 @@ def decision_boundary_figure(epochs: int = 100, seed: int = 0) -> Figure:
     return probability_maps(models, x, y)
 
 
+PLOT_EXTRA = 'pip install "lightning-mixup[plot]" (from a clone: pip install ".[plot]")'
+
+
+def figure_class() -> type[Figure]:
+    """matplotlib's ``Figure``, or ``ModuleNotFoundError`` saying how to install it (the ``plot`` extra)."""
+    try:
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(f"the gallery draws with matplotlib, which is not installed: {PLOT_EXTRA}") from err
+    return Figure
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m lightning_mixup.gallery --out docs/images``: one PNG per method and ``decision_boundaries.png``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -257,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=100, help="epochs of the decision-boundary trainings")
     parser.add_argument("--no-boundaries", action="store_true", help="skip decision_boundaries.png")
     args = parser.parse_args(argv)
+    figure_class()  # before any training: fail now without matplotlib
     args.out.mkdir(parents=True, exist_ok=True)
     figures = {name: functools.partial(method_figure, name) for name in args.methods}
     if not args.no_boundaries:

@@ -7,6 +7,10 @@ A run directory is what ``python -m lightning_mixup.train`` writes: ``.hydra/con
 (with ``multirun.yaml``) stands for its numbered job directories. Runs whose overrides differ only in the
 seed form one row, with the mean ± sample standard deviation over the seeds. The paper's number comes from
 the experiment preset's top-level ``paper`` key (``paper: {error: 4.2, source: ...}``), see ``conf/experiment/``.
+
+GAN runs (``--config-name gan``: ``gan/modes`` in the metrics, no test split) form a second table: the final
+modes covered and high-quality fraction (mean ± std over seeds) and their range over the epochs of the last
+2,000 generator iterations. A GAN run is finished when it logged its last epoch (``trainer.max_epochs``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,106 @@ def _final_test_metrics(run: Path) -> dict[str, float] | None:
     return found
 
 
+GAN_WINDOW = 2000
+"""Generator iterations at the end of a GAN run over which the spread of its metrics is reported."""
+_GAN_COLUMNS = (
+    "setting",
+    "method",
+    "data",
+    "iterations",
+    "seeds",
+    "modes (final)",
+    "high quality (final)",
+    f"modes, last {GAN_WINDOW:,} it. (min–max)",
+    f"high quality, last {GAN_WINDOW:,} it. (min–max)",
+)
+
+
+def _gan_epochs(run: Path) -> list[dict[str, float]]:
+    """The epoch rows with ``gan/modes`` over the run's CSV logs (a resumed run's later versions replace its
+    earlier epochs), sorted by epoch."""
+    by_epoch: dict[int, dict[str, float]] = {}
+    versions = sorted(run.glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
+    for path in versions:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("gan/modes") and row.get("epoch"):
+                    by_epoch[int(float(row["epoch"]))] = {k: float(v) for k, v in row.items() if v}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _is_gan(cfg: DictConfig) -> bool:
+    return str(_select(cfg, "model._target_") or "").endswith("GANModule")
+
+
+def collect_gan(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One dict per finished GAN run found in ``paths``: ``path``, ``setting``, ``method``, ``data`` (its mixture
+    name when it has one), ``seed``, ``iterations``, ``modes``, ``high_quality`` (last epoch), and ``window``: the
+    epoch rows of the last :data:`GAN_WINDOW` iterations. Unfinished GAN runs are skipped with a warning;
+    classifier runs are left to :func:`collect`."""
+    runs = []
+    for path in paths:
+        for run in _run_dirs(Path(path)):
+            cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+            if not _is_gan(cfg):
+                continue
+            epochs = _gan_epochs(run)
+            max_epochs = _select(cfg, "trainer.max_epochs")
+            if not epochs or (isinstance(max_epochs, int) and int(epochs[-1]["epoch"]) < max_epochs - 1):
+                done = f"epoch {int(epochs[-1]['epoch']) + 1} of {max_epochs}" if epochs else "no gan/modes"
+                warnings.warn(f"skipping {run}: unfinished GAN run ({done} in csv/version_*/metrics.csv)", stacklevel=2)
+                continue
+            last = epochs[-1]
+            iterations = last.get("gan/iterations")
+            window = [e for e in epochs if iterations is None or e.get("gan/iterations", 0) > iterations - GAN_WINDOW]
+            overrides_file = run / ".hydra" / "overrides.yaml"
+            overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+            name = _select(cfg, "data.name")
+            runs.append(
+                {
+                    "path": str(run),
+                    "setting": _setting(overrides),
+                    "method": _short(_select(cfg, "mix._target_")),
+                    "data": str(name) if name else _short(_select(cfg, "data._target_")),
+                    "seed": _select(cfg, "seed"),
+                    "iterations": None if iterations is None else int(iterations),
+                    "modes": last["gan/modes"],
+                    "high_quality": last.get("gan/high_quality"),
+                    "window": window,
+                }
+            )
+    return runs
+
+
+def _range(values: Sequence[float], digits: int) -> str:
+    return f"{min(values):.{digits}f}–{max(values):.{digits}f}" if values else "—"
+
+
+def aggregate_gan(runs: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """Rows of the GAN table: runs that differ only in the seed merged, in first-seen order."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["setting"], run["method"], run["data"], run["iterations"]), []).append(run)
+    rows = []
+    for members in groups.values():
+        first = members[0]
+        window = [e for run in members for e in run["window"]]
+        rows.append(
+            {
+                "setting": f"`{first['setting']}`",
+                "method": first["method"],
+                "data": first["data"],
+                "iterations": str(first["iterations"]),
+                "seeds": ", ".join(str(run["seed"]) for run in members),
+                "modes (final)": _mean_std([run["modes"] for run in members], 1),
+                "high quality (final)": _mean_std([run["high_quality"] for run in members], 3),
+                _GAN_COLUMNS[7]: _range([e["gan/modes"] for e in window], 0),
+                _GAN_COLUMNS[8]: _range([e["gan/high_quality"] for e in window if "gan/high_quality" in e], 3),
+            }
+        )
+    return rows
+
+
 def _setting(overrides: Sequence[str]) -> str:
     kept = [o for o in overrides if not o.lstrip("+~").startswith(_IGNORED_OVERRIDES)]
     return " ".join(kept) or "defaults"
@@ -69,7 +173,7 @@ def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     Keys: ``path``, ``setting`` (the overrides without seed and paths), ``method`` (the mixer's class or
     ``none``), ``net``, ``data`` (class names), ``epochs``, ``seed``, ``test_error`` (%), ``test_ece``,
     ``paper_error`` (%, or None), ``paper_net`` and ``paper_source``. Runs without a test accuracy are
-    skipped with a warning.
+    skipped with a warning; GAN runs are left to :func:`collect_gan`.
 
     Example:
         >>> collect(["multirun/2026-01-02/08-00-00"])[0]["test_error"]  # doctest: +SKIP
@@ -78,6 +182,8 @@ def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     runs = []
     for path in paths:
         for run in _run_dirs(Path(path)):
+            if _is_gan(OmegaConf.load(run / ".hydra" / "config.yaml")):
+                continue  # a GAN has no test split: collect_gan
             metrics = _final_test_metrics(run)
             if metrics is None:
                 warnings.warn(
@@ -148,10 +254,10 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
-def to_markdown(rows: Sequence[dict[str, str]]) -> str:
-    """A markdown table of :func:`aggregate`'s rows."""
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(row[column] for column in _COLUMNS) + " |" for row in rows]
+def to_markdown(rows: Sequence[dict[str, str]], columns: Sequence[str] = _COLUMNS) -> str:
+    """A markdown table of :func:`aggregate`'s rows (or, with ``columns=_GAN_COLUMNS``, :func:`aggregate_gan`'s)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row[column] for column in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -162,13 +268,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         runs = collect(args.paths)
+        gan_runs = collect_gan(args.paths)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if not runs:
-        print("error: no finished run (none has test/acc in its metrics.csv)", file=sys.stderr)
+    if not runs and not gan_runs:
+        print(
+            "error: no finished run (none has test/acc in its metrics.csv, "
+            "nor is a GAN run that reached its last epoch)",
+            file=sys.stderr,
+        )
         return 1
-    print(to_markdown(aggregate(runs)))
+    tables = [to_markdown(aggregate(runs))] if runs else []
+    tables += [to_markdown(aggregate_gan(gan_runs), _GAN_COLUMNS)] if gan_runs else []
+    print("\n\n".join(tables))
     return 0
 
 

@@ -37,7 +37,8 @@ def _read_png(source: Path | io.BytesIO) -> torch.Tensor:
 
 
 def _logger(**kwargs: Any) -> MixedBatchLogger:
-    return MixedBatchLogger(**{"max_images": 4, "nrow": 2, "padding": 0, "value_range": (LOW, HIGH), **kwargs})
+    options = {"max_images": 4, "nrow": 2, "padding": 0, "value_range": (LOW, HIGH), "png_scale": 1}
+    return MixedBatchLogger(**{**options, **kwargs})  # png_scale=1: the PNG is the grid, pixel for pixel
 
 
 def test_make_grid_places_each_image_row_by_row_with_padding() -> None:

@@ -91,3 +91,28 @@ def test_fit_validate_test_log_accuracy_and_ece() -> None:
 def test_default_optimizer_is_adamw() -> None:
     model = _model()
     assert isinstance(model.configure_optimizers(), torch.optim.AdamW)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_bce_is_the_official_codes_bceloss_of_the_softmax(smoothing: float) -> None:
+    """Manifold Mixup, PatchUp and PuzzleMix (official CIFAR code): ``nn.BCELoss()(softmax(output), target)``."""
+    model = _model(loss="softmax_bce", label_smoothing=smoothing)
+    logits = torch.randn(6, 4, requires_grad=True)
+    target = torch.softmax(torch.randn(6, 4), 1)
+    smoothed = target * (1 - smoothing) + smoothing / 4
+    expected = nn.BCELoss()(logits.softmax(1), smoothed)
+    torch.testing.assert_close(model.loss(logits, target), expected)
+    (grad,) = torch.autograd.grad(model.loss(logits, target), logits)
+    (official,) = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(grad, official)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # BCELoss itself refuses autocast
+        assert torch.isfinite(model.loss(logits * 100, target))
+    # its gradient is a fraction of cross-entropy's, as the issue measured (C = 4 here: between 0.1 and 1)
+    (ce_grad,) = torch.autograd.grad(F.cross_entropy(logits, target), logits)
+    assert 0.05 < float(grad.norm() / ce_grad.norm()) < 1.0
+
+
+def test_softmax_bce_trains(tmp_path: Any) -> None:
+    model = _model(loss="softmax_bce", optimizer=partial(torch.optim.SGD, lr=0.5))
+    make_trainer([MixUp(seed=0)], max_epochs=2).fit(model, make_loader())
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -116,3 +116,13 @@ def test_preset_runs_fast_dev_run_on_fake_cifar(name: str, data_dir: Path, tmp_p
     metrics = train(_compose(name, *overrides))
     assert 0.0 <= metrics["test/acc"] <= 1.0 and 0.0 <= metrics["test/ece"] <= 1.0
     assert ("mix/applied" in metrics) == (not name.startswith("erm"))
+
+
+@pytest.mark.parametrize("name", [p for p in PRESETS if p.startswith(("manifold_mixup", "patchup", "puzzlemix"))])
+def test_hidden_state_and_puzzlemix_presets_use_the_official_loss_and_optimizer(name: str) -> None:
+    """The official Manifold Mixup, PatchUp and PuzzleMix CIFAR code trains with BCELoss(softmax(output), target) and
+    SGD with Nesterov; PatchUp mixes one block mask per batch, its input with CutMix of beta 1, loss_params [1, 1]."""
+    cfg = _compose(name)
+    assert cfg.model.loss == "softmax_bce" and cfg.model.optimizer.nesterov is True
+    if name.startswith("patchup"):
+        assert cfg.mix.shared_mask is True and cfg.mix.input_alpha == 1.0 and list(cfg.mix.loss_params) == [1.0, 1.0]

@@ -333,3 +333,14 @@ def test_fmix_batch_decay_power_changes_masks() -> None:
     a = fmix_batch(x, y, 8, decay_power=1.0, per_sample=True, generator=gen(1))
     b = fmix_batch(x, y, 8, decay_power=3.0, per_sample=True, generator=gen(1))
     assert not torch.equal(a.input, b.input)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_reformulated_fmix_trains_on_the_first_label_only(per_sample: bool) -> None:
+    """Official ``fmix_loss(..., reformulate=True)`` is ``cross_entropy(output, y1)``: the targets are the sample's own
+    label, whatever the mask; λ (the mask's mean) still says how much of the image is its own."""
+    x, y = torch.randn(16, 3, 16, 16), torch.arange(16) % 5
+    out = fmix_batch(x, y, 5, 1.0, reformulate=True, per_sample=per_sample, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out.target, torch.nn.functional.one_hot(y, 5).float())
+    torch.testing.assert_close(out.mask.expand(16, -1, -1, -1).mean(dim=(1, 2, 3)), out.lam.expand(16))
+    assert not torch.equal(out.input, x)  # the input is still mixed

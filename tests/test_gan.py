@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from conftest import free_port, make_trainer
 from ddp_gan_fit import RecordingGAN, small_gan
@@ -22,6 +23,9 @@ from lightning_mixup.callbacks.gan_mixup import DiscriminatorMixup
 from lightning_mixup.callbacks.gan_monitor import GANMonitor, image_grid
 from lightning_mixup.data import DigitsDataModule, GaussianMixtureDataModule, mixture_modes, mode_coverage
 from lightning_mixup.functional import discriminator_mixup, gan_mixup_batch, sample_lam
+from lightning_mixup.functional.gan import pooled_discriminator_mixup, sample_gan_lam
+from lightning_mixup.models.gan import GANModule, generator_loss
+from lightning_mixup.report import collect, collect_gan, main
 from lightning_mixup.models import Classifier
 from lightning_mixup.models.nets import MLP, ConvDiscriminator, ConvGenerator, SmallCNN
 from lightning_mixup.train import config_dir, train
@@ -347,3 +351,199 @@ def test_gan_mixup_batch_equals_a_per_sample_oracle(per_sample: bool) -> None:
         ValueError, match=r"real samples of shape \[6, 2\] cannot be mixed with fakes of shape \[6, 3\]"
     ):
         discriminator_mixup(real, torch.randn(6, 3), 0.5)
+
+
+# ---- the released code's recipe (hongyi-zhang/mixup gan/example_gan.py) -------------------------------------
+
+
+def test_pooled_pairs_mix_any_two_of_reals_and_fakes_with_the_mixed_labels() -> None:
+    real, fake = torch.randn(8, 2) + 10, torch.randn(8, 2) - 10
+    out = gan_mixup_batch(
+        real, fake, pairs="pooled", lam_dist="uniform", lam_bound=0.5, generator=torch.Generator().manual_seed(1)
+    )
+    assert out.input.shape == (16, 2) and out.target.shape == (16,) and out.lam.shape == (16,)
+    oracle = torch.Generator().manual_seed(1)  # λ first, then the partner permutation
+    lam = sample_gan_lam(16, lam_dist="uniform", lam_bound=0.5, generator=oracle)
+    index = torch.randperm(16, generator=oracle)
+    pool, labels = torch.cat((real, fake)), torch.cat((torch.ones(8), torch.zeros(8)))
+    for i in range(16):
+        j = int(index[i])
+        torch.testing.assert_close(out.input[i], lam[i] * pool[i] + (1 - lam[i]) * pool[j])
+        torch.testing.assert_close(out.target[i], lam[i] * labels[i] + (1 - lam[i]) * labels[j])
+    kinds = {(int(labels[i]), int(labels[index[i]])) for i in range(16)}
+    assert kinds == {(0, 0), (0, 1), (1, 0), (1, 1)}  # real–real, fake–fake and real–fake pairs all occur
+    real_real = (labels == 1) & (labels[index] == 1)
+    assert torch.equal(out.target[real_real], torch.ones(int(real_real.sum())))  # two reals stay "real"
+    x, t = pooled_discriminator_mixup(
+        torch.ones(1, 2), torch.zeros(1, 2), torch.tensor([0.2, 0.2]), torch.tensor([1, 0])
+    )
+    torch.testing.assert_close(t, torch.tensor([0.2, 0.8]))
+    torch.testing.assert_close(x, torch.tensor([[0.2, 0.2], [0.8, 0.8]]))
+
+
+def test_uniform_lam_lies_in_zero_to_the_bound() -> None:
+    for bound in (0.1, 0.2, 0.5, 1.0):
+        lam = sample_gan_lam(20_000, lam_dist="uniform", lam_bound=bound, generator=torch.Generator().manual_seed(0))
+        assert lam.dtype == torch.float32 and float(lam.min()) >= 0 and float(lam.max()) <= bound
+        assert abs(float(lam.mean()) - bound / 2) < 0.01 * bound and float(lam.max()) > 0.99 * bound
+    batch = sample_gan_lam(None, lam_dist="uniform", lam_bound=0.2, generator=torch.Generator().manual_seed(0))
+    assert batch.shape == () and 0 <= float(batch) <= 0.2
+    out = gan_mixup_batch(torch.ones(6, 2), torch.zeros(6, 2), lam_dist="uniform", lam_bound=0.1, per_sample=False)
+    assert out.lam.shape == () and float(out.target.max()) <= 0.1  # real–fake pairs: λ is the real's weight
+
+
+def test_saturating_generator_loss_is_the_minimax_one() -> None:
+    logits = torch.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    loss = generator_loss(logits, "saturating")
+    torch.testing.assert_close(loss, torch.log(1 - torch.sigmoid(logits.detach())).mean())
+    (grad,) = torch.autograd.grad(loss, logits)
+    torch.testing.assert_close(grad, -torch.sigmoid(logits.detach()) / 3)  # vanishes where D says "fake"
+    torch.testing.assert_close(
+        generator_loss(logits.detach(), "non_saturating"), -torch.log(torch.sigmoid(logits.detach())).mean()
+    )
+    module = small_gan(n_critic=1)
+    module.generator_loss = "saturating"
+    _fit(module)
+    assert module.g_steps == 6 and all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_the_callback_trains_the_discriminator_on_pooled_uniform_mixes() -> None:
+    module = small_gan(n_critic=3)
+    _fit(module, DiscriminatorMixup(pairs="pooled", lam_dist="uniform", lam_bound=0.2, seed=3))
+    oracle = torch.Generator().manual_seed(mixing_seed(3, 0))
+    for real, fake, inputs, targets in module.records:
+        expected = gan_mixup_batch(real, fake, pairs="pooled", lam_dist="uniform", lam_bound=0.2, generator=oracle)
+        assert inputs.shape == (2 * B, 2)
+        torch.testing.assert_close(inputs, expected.input)
+        torch.testing.assert_close(targets, expected.target)
+    assert DiscriminatorMixup().state_key == DiscriminatorMixup(lam_bound=1.0).state_key  # old checkpoints load
+    assert DiscriminatorMixup(pairs="pooled").state_key != DiscriminatorMixup().state_key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"pairs": "fake_fake"}, ValueError, "pairs must be one of \\('real_fake', 'pooled'\\), got 'fake_fake'"),
+        ({"pairs": 1}, TypeError, "pairs must be a str, got 1"),
+        ({"lam_dist": "normal"}, ValueError, "lam_dist must be one of \\('beta', 'uniform'\\), got 'normal'"),
+        ({"lam_bound": 0.0}, ValueError, "lam_bound must be a number in \\(0, 1\\], got 0.0"),
+        ({"lam_bound": 1.5}, ValueError, "lam_bound must be a number in \\(0, 1\\], got 1.5"),
+        ({"lam_bound": "0.2"}, TypeError, "lam_bound must be a number in \\(0, 1\\], got '0.2'"),
+    ],
+)
+def test_bad_recipe_options_are_quoted(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        DiscriminatorMixup(**kwargs)
+    with pytest.raises(error, match=message):
+        gan_mixup_batch(torch.ones(2, 2), torch.zeros(2, 2), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"generator_loss": "wasserstein"}, ValueError, "generator_loss must be one of .* got 'wasserstein'"),
+        ({"generator_loss": None}, TypeError, "generator_loss must be a str, got None"),
+        ({"num_threads": 0}, ValueError, "num_threads must be a positive int, got 0"),
+        ({"num_threads": 1.0}, TypeError, "num_threads must be a positive int, got 1.0"),
+    ],
+)
+def test_bad_module_options_are_quoted(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        GANModule(MLP(), MLP(2, 1), latent_dim=2, **kwargs)
+
+
+def test_the_released_codes_data_sizes() -> None:
+    grid, ring = mixture_modes("grid25", scale=0.5), mixture_modes("ring8", scale=1.0)
+    axis = sorted({round(v, 6) for v in grid[:, 0].tolist()})
+    assert axis == [-1.0, -0.5, 0.0, 0.5, 1.0] and len(grid) == 25
+    torch.testing.assert_close(ring.norm(dim=1), torch.ones(8))
+    angles = sorted(round(math.degrees(math.atan2(y, x))) % 360 for x, y in ring.tolist())
+    assert angles == list(range(0, 360, 45))  # the released (sin t, cos t) ring: the same 8 points
+    dm = GaussianMixtureDataModule("grid25", std=0.01, scale=0.5, batch_size=500, batches_per_epoch=20)
+    dm.setup("fit")
+    x = dm.train_set.tensors[0]
+    cover = mode_coverage(x, dm.modes, dm.mode_std)
+    assert cover.modes == 25 and cover.high_quality > 0.98 and float(x.abs().max()) < 1.06
+    for bad, error in ((0.0, ValueError), (True, TypeError)):
+        with pytest.raises(error, match=f"scale must be a finite number > 0, got {bad!r}"):
+            GaussianMixtureDataModule(scale=bad)
+
+
+def test_official_preset_has_the_released_settings(tmp_path: Path) -> None:
+    cfg = _compose(tmp_path, "gan_preset=official")
+    assert (cfg.gan_net.hidden, cfg.gan_net.depth, cfg.gan_net.latent_dim, cfg.data.batch_size) == (512, 3, 2, 128)
+    assert (cfg.data.name, cfg.data.std, cfg.data.scale) == ("grid25", 0.01, 0.5)
+    assert (cfg.model.n_critic, cfg.model.generator_loss) == (5, "saturating")
+    assert cfg.model.d_optimizer.lr == cfg.model.g_optimizer.lr == 1e-3
+    assert list(cfg.model.d_optimizer.betas) == list(cfg.model.g_optimizer.betas) == [0.9, 0.999]
+    assert (cfg.mix.pairs, cfg.mix.lam_dist, cfg.mix.lam_bound) == ("pooled", "uniform", 0.2)
+    assert cfg.trainer.max_epochs * cfg.data.batches_per_epoch // cfg.model.n_critic == 20_000
+    ring = _compose(tmp_path, "gan_preset=official", "data=gaussians8_official")
+    assert (ring.data.name, ring.data.std, ring.data.scale) == ("ring8", 0.01, 1.0)
+    ours = _compose(tmp_path)
+    assert (ours.mix.pairs, ours.mix.lam_dist, ours.model.generator_loss) == ("real_fake", "beta", "non_saturating")
+
+
+def test_official_preset_runs_and_ends_with_a_result_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    torch.set_num_threads(2)
+    caplog.set_level("INFO")
+    metrics = train(_compose(tmp_path, "gan_preset=official", "gan_net.hidden=16", "trainer.fast_dev_run=5"))
+    assert torch.get_num_threads() == 2  # model.num_threads=1 held during fit only
+    assert "mix/lam" in metrics and float(metrics["mix/lam"]) <= 0.2
+    assert re.search(
+        r"GAN result: modes covered \d+/25  high-quality \d\.\d{3}  \(2500 samples, 1 iterations\)",
+        caplog.text,
+    )
+
+
+def test_num_threads_is_set_during_fit_and_restored() -> None:
+    torch.set_num_threads(2)
+    seen: list[int] = []
+
+    class Spy(GANMonitor):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            seen.append(torch.get_num_threads())
+
+    module = small_gan()
+    module.num_threads = 1
+    _fit(module, Spy(n_samples=10))
+    assert seen == [1] and torch.get_num_threads() == 2
+
+
+def _gan_run(run: Path, seed: int, modes: list[float], max_epochs: int, mix: str | None) -> Path:
+    (run / ".hydra").mkdir(parents=True)
+    cfg = {
+        "seed": seed,
+        "model": {"_target_": "lightning_mixup.models.gan.GANModule"},
+        "mix": {"_target_": mix} if mix else None,
+        "data": {"_target_": "lightning_mixup.data.GaussianMixtureDataModule", "name": "grid25"},
+        "trainer": {"max_epochs": max_epochs},
+    }
+    OmegaConf.save(OmegaConf.create(cfg), run / ".hydra" / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create([f"seed={seed}"] + ([] if mix else ["mix=none"])), run / ".hydra" / "overrides.yaml"
+    )
+    rows = ["epoch,gan/high_quality,gan/iterations,gan/modes,step,train/d_loss"]
+    rows += [f"{e},{0.5 + e / 100},{(e + 1) * 1000},{m},{(e + 1) * 5000},0.6" for e, m in enumerate(modes)]
+    (run / "csv" / "version_0").mkdir(parents=True)
+    (run / "csv" / "version_0" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    return run
+
+
+def test_report_collects_finished_gan_runs_and_skips_unfinished_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    mixup = "lightning_mixup.callbacks.gan_mixup.DiscriminatorMixup"
+    runs = [_gan_run(tmp_path / f"s{s}", s, [20, 22, 24 - s], 3, mixup) for s in (0, 1)]
+    runs.append(_gan_run(tmp_path / "plain", 0, [10, 12, 11], 3, None))
+    unfinished = _gan_run(tmp_path / "short", 0, [10], 3, mixup)
+    with pytest.warns(UserWarning, match="unfinished GAN run \\(epoch 1 of 3"):
+        assert [r["seed"] for r in collect_gan([*runs, unfinished])] == [0, 1, 0]
+    assert collect(runs) == []  # no "unfinished run" warning for a GAN: it has no test split
+    assert main([str(r) for r in runs]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| `defaults` | DiscriminatorMixup | grid25 | 3000 | 0, 1 | 23.5 ± 0.7 | 0.520 ± 0.000 | 22–24 | 0.510–0.520 |"
+        in out
+    )
+    assert "| `mix=none` | none | grid25 | 3000 | 0 | 11.0 | 0.520 | 11–12 | 0.510–0.520 |" in out

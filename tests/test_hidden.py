@@ -16,9 +16,11 @@ from lightning_mixup import ManifoldMixup, PatchUp, RandomChoice
 from lightning_mixup.callbacks import manifold_mixup as manifold_module
 from lightning_mixup.callbacks.base import MixStep
 from lightning_mixup.functional import block_masks, mixup_batch, patchup_batch, patchup_hidden, sample_lam
-from lightning_mixup.functional.patchup import unchanged_fraction
+from lightning_mixup.functional.patchup import patchup_loss_targets, unchanged_fraction
+from lightning_mixup.models.classifier import softmax_bce
 
 patchup_module = importlib.import_module("lightning_mixup.functional.patchup")  # the package exports a patchup()
+patchup_callback_module = importlib.import_module("lightning_mixup.callbacks.patchup")
 
 
 class Custom(nn.Module):
@@ -380,3 +382,68 @@ def test_mixup_batch_mixes_any_hidden_state_like_a_per_sample_loop() -> None:
         j = int(index[i])
         torch.testing.assert_close(out.input[i], lam[i] * h[i] + (1 - lam[i]) * h[j])
     assert out.mask is None  # mixup's weight is λ everywhere
+
+
+# ---- fidelity to the official PatchUp code (chandar-lab/PatchUp) -----------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["ce", "softmax_bce"])
+@pytest.mark.parametrize("loss_params", [(1.0, 1.0), (1.0, 0.0), (2.0, 1.0), (0.5, 3.0)])
+def test_official_patchup_loss_is_weight_times_the_loss_on_our_targets(loss: str, loss_params: tuple) -> None:
+    """``a·p_u·ℓ(ŷ, y_a) + (1−p_u)·ℓ(ŷ, y_b) + b·ℓ(ŷ, ỹ)`` (official main.py) == ``weight·ℓ(ŷ, targets)``."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 5, generator=g)
+    y_a = F.one_hot(torch.arange(8) % 5, 5).float()
+    y_b = torch.softmax(torch.randn(8, 5, generator=g), 1)
+    p_u = torch.tensor(0.3)
+    y_tilde = p_u * y_a + (1 - p_u) * y_b
+    ell = (lambda t: F.cross_entropy(logits, t)) if loss == "ce" else (lambda t: softmax_bce(logits, t))
+    a, b = loss_params
+    official = a * p_u * ell(y_a) + (1 - p_u) * ell(y_b) + b * ell(y_tilde)
+    targets, weight = patchup_loss_targets(y_a, y_tilde, p_u, loss_params)
+    torch.testing.assert_close(weight * ell(targets), official)
+    torch.testing.assert_close(targets.sum(1), torch.ones(8))
+    assert (targets >= 0).all()
+
+
+def test_patchup_scales_the_gradient_of_mixed_batches_by_the_official_weight() -> None:
+    grads = {}
+    for loss_params in [(1.0, 0.0), (1.0, 1.0)]:
+
+        class Grad(Recorder):
+            def on_after_backward(self, trainer: Any, pl_module: Any) -> None:
+                grads.setdefault(loss_params, pl_module.net[0].weight.grad.clone())
+
+        torch.manual_seed(0)
+        module = module_with(sequential())
+        cb = PatchUp(layers=["net.2"], block_size=3, include_input=False, p=1.0, seed=0, loss_params=loss_params)
+        trainer = make_trainer([cb, Grad()], max_steps=1)
+        trainer.fit(module, make_loader())
+        assert float(trainer.callback_metrics["mix/loss_weight"]) == 1.0 + loss_params[1]
+    torch.testing.assert_close(grads[(1.0, 1.0)], 2 * grads[(1.0, 0.0)])  # the official [1, 1]: twice a clean batch
+
+
+def test_patchup_input_cutmix_has_its_own_alpha(monkeypatch: Any) -> None:
+    seen = []
+    original = patchup_callback_module.cutmix_batch
+    monkeypatch.setattr(patchup_callback_module, "cutmix_batch", lambda *a, **k: seen.append(a[3]) or original(*a, **k))
+    cb = PatchUp(layers=["net.0"], include_input=True, alpha=2.0, p=1.0, num_classes=NUM_CLASSES, block_size=3)
+    g = _setup(cb, module_with(sequential()))
+    for _ in range(20):
+        cb.mix(MixStep(torch.randn(4, 3, 8, 8), torch.arange(4), NUM_CLASSES, g))
+        cb._step = None
+    assert seen and set(seen) == {1.0}  # official: CutMix(beta=1.) whatever --alpha
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"loss_params": (1.0,)}, TypeError, r"loss_params must be two numbers \(a, b\), got \(1.0,\)"),
+        ({"loss_params": (1.0, -1.0)}, ValueError, r"loss_params\[1\] must be a finite number >= 0, got -1.0"),
+        ({"loss_params": (2.0, 1.0)}, ValueError, "use shared_mask=True and per_sample=False"),
+        ({"input_alpha": 0.0}, ValueError, "input_alpha must be a finite number > 0, got 0.0"),
+    ],
+)
+def test_patchup_official_options_are_checked(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        PatchUp(layers=["net.0"], **kwargs)

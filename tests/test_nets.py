@@ -48,11 +48,43 @@ def test_preact_resnet_generic_small_inputs() -> None:
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
-def test_preact_resnet18_parameter_count(resnet18: PreActResNet18) -> None:
-    n = _n_params(resnet18)
-    # Pre-activation blocks, 1x1 conv shortcuts, final BN; ~11.17M like the mixup paper's net.
-    assert n == 11_172_170
-    assert abs(n - 11_173_962) / 11_173_962 < 0.01
+def _official_preact_resnet18_count(width: int = 64, classes: int = 10, in_channels: int = 3) -> int:
+    """The parameters of the official PreActResNet-18 (Manifold Mixup, PatchUp, PuzzleMix ``preresnet.py``),
+    counted by hand: a bias-free 3x3 conv stem; per block BN(in), 3x3 conv in->out, BN(out), 3x3 conv out->out and
+    a bias-free 1x1 conv shortcut when the shape changes; no BN before pooling; a linear head."""
+    total = in_channels * width * 9
+    channels = width
+    for stage in range(4):
+        out = width * 2**stage
+        for block in range(2):
+            stride = 2 if stage and not block else 1
+            total += 2 * channels + channels * out * 9 + 2 * out + out * out * 9
+            total += channels * out if stride != 1 or channels != out else 0
+            channels = out
+    return total + channels * classes + classes
+
+
+def test_preact_resnet18_parameter_count_is_the_official_one(resnet18: PreActResNet18) -> None:
+    official = _official_preact_resnet18_count()
+    assert official == 11_171_146
+    assert _n_params(resnet18) == official
+    assert _n_params(PreActResNet18(num_classes=100)) == _official_preact_resnet18_count(classes=100)
+    # facebookresearch/mixup-cifar10's ResNet18: the same with a conv-BN-ReLU stem (BN of 64 channels)
+    assert _n_params(PreActResNet18(stem_bn_relu=True)) == official + 2 * 64
+    # He et al.'s full pre-activation design adds BN-ReLU before the pooling (512 channels), none of the four has
+    assert _n_params(PreActResNet18(final_bn_relu=True)) == official + 2 * 512
+
+
+def test_preact_resnet18_pools_the_last_block_directly(resnet18: PreActResNet18) -> None:
+    resnet18.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = resnet18.layer4(resnet18.layer3(resnet18.layer2(resnet18.layer1(resnet18.stem(x)))))
+        expected = resnet18.head(features.mean(dim=(2, 3), keepdim=True))
+        torch.testing.assert_close(resnet18(x), expected)
+    assert isinstance(resnet18.final, nn.Identity) and isinstance(resnet18.stem_act, nn.Identity)
+    with pytest.raises(TypeError, match="final_bn_relu must be a bool, got 1"):
+        PreActResNet18(final_bn_relu=1)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from lightning_mixup.callbacks.hidden import HiddenStateMixer
 from lightning_mixup.callbacks.manifold_mixup import ManifoldMixup
 from lightning_mixup.callbacks.mixup import MixUp
 from lightning_mixup.callbacks.patchup import PatchUp
+from lightning_mixup.callbacks.progress import EpochSummary
 from lightning_mixup.callbacks.puzzlemix import AcceptsAuxiliaryLoss, PuzzleMix
 from lightning_mixup.callbacks.random_choice import RandomChoice
 
@@ -17,6 +18,7 @@ __all__ = [
     "AcceptsAuxiliaryLoss",
     "CutMix",
     "DiscriminatorMixup",
+    "EpochSummary",
     "FMix",
     "GANMonitor",
     "HiddenStateMixer",

@@ -30,6 +30,21 @@ def mixing_seed(base: int, rank: int) -> int:
     return (int(base) * 6364136223846793005 + _GOLDEN * (int(rank) + 1)) & _MASK63
 
 
+# what Lightning attaches to every callback at fit: bound methods of the module, which would pickle the whole module
+_ATTACHED_BY_LIGHTNING = ("log", "log_dict")
+
+
+def picklable_state(obj: object, transient: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``obj.__dict__`` for pickling and copying, without what a fit attached (Lightning's bound ``log`` and
+    ``log_dict``) and with the ``transient`` attributes (references to the step, trainer, module, buffers, hooks)
+    emptied: a callback pickled after ``fit`` holds its options and generator state only."""
+    state = {k: v for k, v in obj.__dict__.items() if k not in _ATTACHED_BY_LIGHTNING}
+    for name in transient:
+        if name in state:
+            state[name] = [] if isinstance(state[name], list) else None
+    return state
+
+
 class SeededCallback(Callback):
     """A callback that draws within an epoch window from its own ``torch.Generator``: seeded from ``seed``
     (else the run seed, else 0) and the global rank, created on the device it is asked for, and saved in
@@ -53,6 +68,11 @@ class SeededCallback(Callback):
         self._pending_state: Tensor | None = None
         self._pending_device_type: str | None = None
         self._rank, self._world_size = 0, 1
+
+    _TRANSIENT: tuple[str, ...] = ("_step", "_buffer", "_trainer", "_module", "_logits", "_handles")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return picklable_state(self, self._TRANSIENT)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -124,6 +144,8 @@ class MixStep:
             during the forward (e.g. PatchUp's ``mix/unchanged``).
         forward_mix: ``(layer name, fn)`` armed by a hidden-state mixer: ``fn`` replaces that layer's output
             in this step's training forward, once; still armed at batch end is an error.
+        loss_weight: a factor on the gradient of this step's training loss (PatchUp's official loss weight),
+            applied once in ``on_before_backward``; None: 1.
 
     Example:
         >>> from lightning_mixup.callbacks import MixUp
@@ -140,6 +162,7 @@ class MixStep:
     epoch: int = 0
     stats: dict[str, Tensor] = field(default_factory=dict)
     forward_mix: tuple[str, Callable[[Tensor], Tensor]] | None = None
+    loss_weight: Tensor | float | None = None
 
 
 class MixingCallback(SeededCallback, ABC):
@@ -242,6 +265,14 @@ class MixingCallback(SeededCallback, ABC):
                 f"{type(self).__name__}: layer {layer!r} was not called during the training forward, so nothing "
                 "was mixed; name layers that the forward of the module runs"
             )
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
+        step = self._step
+        if step is None or step.loss_weight is None:
+            return
+        weight, step.loss_weight = step.loss_weight, None  # once, also when a wrapper forwards this hook
+        if loss.requires_grad:
+            loss.register_hook(lambda grad: grad * weight)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._step = None

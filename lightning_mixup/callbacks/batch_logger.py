@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
+from lightning_mixup.callbacks.base import picklable_state
 from lightning_mixup.callbacks.batches import Key, check_key, read_batch
 from lightning_mixup.checks import check_channel_stats
 from lightning_mixup.checks import check_int, check_positive_int
@@ -21,6 +22,8 @@ from lightning_mixup.checks import check_int, check_positive_int
 TAG = "train/mixed_batch"
 FOLDER = "mixed_batches"
 PLOT_EXTRA = 'pip install "lightning-mixup[plot]"'
+PNG_WIDTH = 1024  # the PNG files are scaled up to at least this width (at most PNG_MAX_SCALE times)
+PNG_MAX_SCALE = 8
 
 Stats = float | Sequence[float] | Tensor
 
@@ -92,6 +95,9 @@ class MixedBatchLogger(Callback):
             outside are clipped); None: each grid's own minimum and maximum.
         padding: pixels of white between and around the images.
         dirpath: folder of the PNG files (None: ``<log_dir>/mixed_batches`` when there is no TensorBoard).
+        png_scale: each grid pixel becomes ``png_scale × png_scale`` pixels of the PNG file (nearest neighbour, so
+            boxes and masks stay sharp); None: the smallest factor up to 8 that makes the PNG at least
+            ``PNG_WIDTH`` (1024) pixels wide. TensorBoard gets the grid unscaled.
 
     Example:
         >>> from lightning import Trainer
@@ -111,8 +117,12 @@ class MixedBatchLogger(Callback):
         value_range: tuple[float, float] | None = None,
         padding: int = 1,
         dirpath: str | Path | None = None,
+        png_scale: int | None = None,
     ) -> None:
         check_positive_int("every_n_steps", every_n_steps)
+        if png_scale is not None:
+            check_positive_int("png_scale", png_scale)
+        self.png_scale = png_scale
         check_positive_int("max_images", max_images)
         check_positive_int("nrow", nrow)
         check_int("padding", padding, minimum=0)
@@ -145,6 +155,15 @@ class MixedBatchLogger(Callback):
         low, high = self.value_range if self.value_range is not None else (float(x.min()), float(x.max()))
         x = ((x - low) / max(high - low, 1e-12)).clamp(0.0, 1.0)
         return make_grid(x, self.nrow, self.padding)
+
+    def __getstate__(self) -> dict[str, object]:
+        return picklable_state(self, ("_tensorboards",))
+
+    def png_pixels(self, grid: Tensor) -> Tensor:
+        """The RGB pixels ``[k·H', k·W', 3]`` of the PNG file for a grid ``[C, H', W']``, ``k`` from ``png_scale``."""
+        scale = self.png_scale or max(1, min(PNG_MAX_SCALE, -(-PNG_WIDTH // grid.shape[-1])))
+        grid = grid.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+        return grid.expand(3, -1, -1).permute(1, 2, 0)  # RGB, also for grayscale
 
     # ---- Lightning hooks -----------------------------------------------------------------------
 
@@ -190,7 +209,7 @@ class MixedBatchLogger(Callback):
             from matplotlib.image import imsave
 
             self._png_dir.mkdir(parents=True, exist_ok=True)
-            pixels = grid.expand(3, -1, -1).permute(1, 2, 0).numpy()  # RGB, also for grayscale
+            pixels = self.png_pixels(grid).numpy()
             imsave(self._png_dir / f"step_{step:06d}.png", pixels, vmin=0.0, vmax=1.0)
 
     def _read(self, batch: Any) -> Tensor:

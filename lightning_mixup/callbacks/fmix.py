@@ -16,7 +16,8 @@ class FMix(Mixer):
     Args:
         decay_power: exponent of the noise spectrum's ``1/f`` decay; larger gives blobbier masks (paper: 3).
         max_soft: width of a soft edge around the threshold, as a fraction of the pixels (0: binary).
-        reformulate: draw λ ~ Beta(α+1, α), the paper's reformulation.
+        reformulate: the paper's reformulation (official ``reformulate=True``): λ ~ Beta(α+1, α) and the targets
+            are the first image's own label alone (the mix is an augmentation of it), not a mix of the two.
         **kwargs: ``p``, ``per_sample``, ``partner``, ... as for :class:`Mixer`. Needs ``[B, C, H, W]``.
 
     The functional op is :func:`~lightning_mixup.functional.fmix_batch`.

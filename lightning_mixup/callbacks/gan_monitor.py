@@ -49,6 +49,9 @@ class GANMonitor(Callback):
     over the modes (or the grid). matplotlib is optional: without it, 2-D samples are also written as
     ``samples_<tag>.csv``, one info line says so, and nothing fails.
 
+    At the end of fit it prints one result line (also kept as ``summary``), like the classifier's test line:
+    ``GAN result: modes covered 25/25  high-quality 0.912  (2500 samples, 20000 iterations)``.
+
     Args:
         n_samples: samples drawn at each epoch's end (PacGAN's protocol: 2,500).
         n_std / min_count: the thresholds of :func:`~lightning_mixup.data.gaussians.mode_coverage`.
@@ -83,6 +86,7 @@ class GANMonitor(Callback):
         self.save_every_n_epochs = save_every_n_epochs
         self.seed = seed
         self._said_no_matplotlib = False
+        self.summary: str | None = None
 
     def samples(self, pl_module: pl.LightningModule) -> Tensor:
         """``n_samples`` samples from the fixed noise of ``seed`` (the same every epoch), on the CPU."""
@@ -106,7 +110,30 @@ class GANMonitor(Callback):
             self.save(trainer, samples, f"epoch{trainer.current_epoch:04d}", modes)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(trainer, self.samples(pl_module), "final", getattr(trainer.datamodule, "modes", None))
+        samples = self.samples(pl_module)
+        modes, std = getattr(trainer.datamodule, "modes", None), getattr(trainer.datamodule, "mode_std", None)
+        self.save(trainer, samples, "final", modes)
+        self.summary = self.result_line(samples, modes, std, getattr(pl_module, "g_steps", None))
+        rank_zero_info(self.summary)
+
+    def result_line(self, samples: Tensor, modes: Tensor | None, std: float | None, iterations: int | None) -> str:
+        """The one-line result of a GAN run (printed at the end of fit, kept as ``summary``): modes covered and the
+        high-quality fraction of the final samples when the modes are known, else where the samples are.
+
+        Example:
+            >>> from lightning_mixup.data.gaussians import mixture_modes
+            >>> modes = mixture_modes("ring8")
+            >>> GANMonitor(min_count=20).result_line(modes.repeat(20, 1), modes, 0.02, 5000)
+            'GAN result: modes covered 8/8  high-quality 1.000  (160 samples, 5000 iterations)'
+        """
+        done = f"{len(samples)} samples" + ("" if iterations is None else f", {iterations} iterations")
+        if modes is None or std is None:
+            return f"GAN result: no known modes to measure ({done}; samples saved as samples_final.*)"
+        coverage = mode_coverage(samples, modes, std, self.n_std, self.min_count)
+        return (
+            f"GAN result: modes covered {coverage.modes}/{len(modes)}  high-quality {coverage.high_quality:.3f}  "
+            f"({done})"
+        )
 
     def save(self, trainer: pl.Trainer, samples: Tensor, tag: str, modes: Tensor | None) -> None:
         """Write ``samples_<tag>.pt`` and a ``.png`` (matplotlib) or, for 2-D samples without it, a ``.csv``."""

@@ -2,7 +2,9 @@
 
 Each training batch draws one eligible layer; the callback arms the step (:class:`~.base.MixStep`) with that
 layer and a function, and during the training forward the layer's forward hook replaces its output with the
-mixed one and disarms. Hooks are registered in ``setup`` (after DDP has started its processes), never act
+mixed one and disarms. The first training forward checks every named layer's output, drawn or not (a tensor,
+batch-first, and :meth:`HiddenStateMixer.check_layer_output`), and a named layer it does not call is an error at
+the end of that step. Hooks are registered in ``setup`` (after DDP has started its processes), never act
 outside a training forward, and are all removed in ``teardown`` and on exceptions.
 """
 
@@ -45,7 +47,7 @@ class HiddenStateMixer(Mixer):
         include_input: the input itself is one more eligible "layer", mixed before the forward.
         **kwargs: ``alpha``, ``p``, ``per_sample``, ``partner``, ... as for :class:`Mixer`.
 
-    A subclass provides :meth:`mix_input` and :meth:`plan`.
+    A subclass provides :meth:`mix_input` and :meth:`plan`, and may refine :meth:`check_layer_output`.
     """
 
     def __init__(self, layers: Sequence[str], include_input: bool = False, **kwargs: Any) -> None:
@@ -61,6 +63,8 @@ class HiddenStateMixer(Mixer):
         self.include_input = check_bool("include_input", include_input)
         self._handles: list[RemovableHandle] = []
         self._fired = 0
+        self._layers_checked = False
+        self._seen: set[str] = set()
 
     @property
     def eligible(self) -> list[str]:
@@ -82,6 +86,10 @@ class HiddenStateMixer(Mixer):
         ``mix_fn`` maps the layer's output to the mixed output during the forward (and may add to
         ``step.stats``); ``targets`` are written into the batch now."""
 
+    def check_layer_output(self, name: str, h: Tensor) -> None:
+        """Raise if the output ``h`` of layer ``name`` (a batch-first tensor) cannot be mixed: called for every
+        named layer on the first training forward, drawn or not. The base accepts any batch-first tensor."""
+
     # ---- the mixing step -----------------------------------------------------------------------
 
     def mix(self, step: MixStep) -> MixedBatch:
@@ -101,21 +109,43 @@ class HiddenStateMixer(Mixer):
     def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], Any]:
         def hook(module: nn.Module, args: Any, output: Any) -> Any:
             step = self._step
+            if step is not None and not self._layers_checked:  # the first training forward: every named layer
+                self._check_output(name, output, step.x.shape[0])
+                self._seen.add(name)
             if step is None or step.forward_mix is None or step.forward_mix[0] != name:
                 return None
             mix_fn, step.forward_mix = step.forward_mix[1], None
-            if not isinstance(output, Tensor):
-                raise TypeError(
-                    f"{type(self).__name__}: layer {name!r} returned {type(output).__name__}, not a tensor; "
-                    "choose a layer whose output is a single tensor"
-                )
-            check_batch_dim(type(self).__name__, output, step.x.shape[0])
+            self._check_output(name, output, step.x.shape[0])
             self._fired += 1
             return mix_fn(output)
 
         return hook
 
+    def _check_output(self, name: str, output: Any, batch: int) -> None:
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: layer {name!r} returned {type(output).__name__}, not a tensor; "
+                "choose a layer whose output is a single tensor"
+            )
+        check_batch_dim(f"{type(self).__name__}, layer {name!r}", output, batch)
+        self.check_layer_output(name, output)
+
     # ---- Lightning hooks -----------------------------------------------------------------------
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        checking = self._step is not None and not self._layers_checked
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not checking:
+            return
+        missing = [name for name in self.layers if name not in self._seen]
+        if missing:
+            raise RuntimeError(
+                f"{type(self).__name__}: layer(s) {missing} were not called during the first training forward, so "
+                "they could never be mixed; name layers that the forward of the module runs"
+            )
+        self._layers_checked = True
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -127,6 +157,7 @@ class HiddenStateMixer(Mixer):
             valid = [name for name in modules if name]
             raise ValueError(f"{type(self).__name__}: unknown layer(s) {unknown}; valid names are {valid}")
         self._remove_hooks()
+        self._layers_checked, self._seen = False, set()
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -10,9 +10,18 @@ from torch import Tensor
 
 from lightning_mixup.callbacks.base import MixStep
 from lightning_mixup.callbacks.hidden import HiddenMix, HiddenStateMixer
-from lightning_mixup.checks import check_bool, check_choice
+from lightning_mixup.checks import check_bool, check_choice, check_number
 from lightning_mixup.functional import MixedBatch, cutmix_batch
-from lightning_mixup.functional.patchup import check_patchup_params, patchup_hidden
+from lightning_mixup.functional.patchup import (
+    LOSS_PARAMS,
+    check_feature_map,
+    check_loss_params,
+    check_patchup_params,
+    patchup_hidden,
+    patchup_loss_targets,
+)
+
+from lightning_mixup.functional.targets import to_probs
 
 PAPER_DEFAULTS = {"soft": {"gamma": 0.75, "p": 1.0}, "hard": {"gamma": 0.5, "p": 0.7}}
 
@@ -24,9 +33,14 @@ class PatchUp(HiddenStateMixer):
     With the block mask M (1 = the sample's own feature, 0 = a block to change), soft:
     ``M·h + (1−M)·(λh + (1−λ)h[j])``; hard: ``M·h + (1−M)·h[j]``. Targets ``p_u·y + (1−p_u)·y_b`` where
     ``p_u`` is the mean of M (the fraction left unchanged) and ``y_b = λy + (1−λ)y[j]`` (soft) or ``y[j]``
-    (hard). Seeds are drawn at DropBlock's
-    rate ``γ·W²/(b²(W−b+1)²)`` and grown into ``b × b`` blocks, per channel. When the input is drawn
-    (``include_input``), it is mixed with CutMix, as in the official code. The functional op is
+    (hard). Seeds are drawn at DropBlock's rate ``γ·W²/(b²(W−b+1)²)`` and grown into ``b × b`` blocks, per
+    channel. When the input is drawn (``include_input``), it is mixed with CutMix of its own ``input_alpha``
+    (official: CutMix with β = 1 whatever ``--alpha``). Mixed batches are trained on the official loss
+    ``a·p_u·ℓ(ŷ, y) + (1−p_u)·ℓ(ŷ, y_b) + b·ℓ(ŷ, ỹ)`` (``loss_params = (a, b)``), written exactly as
+    ``weight·ℓ(ŷ, targets)`` for any loss affine in its target (cross-entropy, softmax-BCE): the targets go into
+    the batch and the gradient of the training loss is scaled by ``weight`` (2 with the official ``(1, 1)``: a
+    mixed batch weighs twice a clean one; logged as ``mix/loss_weight``; the logged loss is unscaled). See
+    :func:`~lightning_mixup.functional.patchup.patchup_loss_targets`. The functional op is
     :func:`~lightning_mixup.functional.patchup_batch` (:func:`~lightning_mixup.functional.patchup.patchup_hidden`
     with a given partner and λ, as the hook applies it).
 
@@ -41,14 +55,19 @@ class PatchUp(HiddenStateMixer):
         block_size: side b of the blocks; must not exceed the feature map (paper: 7).
         gamma: fraction of features to change, in (0, 1]; None: the paper's 0.75 (soft) or 0.5 (hard).
         p: probability of mixing a batch; None: the paper's 1.0 (soft) or 0.7 (hard).
-        shared_mask: one mask for the whole batch, as the official code does (default: one per sample).
+        shared_mask: one mask for the whole batch, as the official code does (default: one per sample; the
+            paper presets set True).
         include_input: also draw the input itself, mixed with CutMix (official code: yes).
-        alpha: λ ~ Beta(α, α) (paper: 2).
+        alpha: λ ~ Beta(α, α) of the soft interpolation (paper: 2).
+        input_alpha: λ ~ Beta(β, β) of the input's CutMix (official: 1, fixed).
+        loss_params: ``(a, b)`` of the official loss (``--loss_params``, default ``[1, 1]``); ``a ≠ 1`` needs
+            ``shared_mask=True`` and ``per_sample=False`` (one ``p_u`` per batch, as the official code), so that
+            the weight is one number per batch. ``(1, 0)`` trains on ``ỹ`` with weight 1.
         **kwargs: ``per_sample`` (one λ per sample), ``partner``, ... as for :class:`Mixer`.
 
     Example:
         >>> from lightning import Trainer
-        >>> cb = PatchUp(layers=["net.layer1", "net.layer2"], mode="hard", block_size=7, gamma=0.5, p=0.7)
+        >>> cb = PatchUp(layers=["net.stem", "net.layer1"], mode="hard", block_size=7, shared_mask=True)
         >>> trainer = Trainer(callbacks=[cb], logger=False, enable_checkpointing=False)
     """
 
@@ -62,6 +81,8 @@ class PatchUp(HiddenStateMixer):
         shared_mask: bool = False,
         include_input: bool = True,
         alpha: float = 2.0,
+        input_alpha: float = 1.0,
+        loss_params: Sequence[float] = LOSS_PARAMS,
         **kwargs: Any,
     ) -> None:
         check_choice("mode", mode, tuple(PAPER_DEFAULTS))
@@ -74,12 +95,36 @@ class PatchUp(HiddenStateMixer):
         self.block_size = block_size
         self.gamma = float(gamma)
         self.shared_mask = shared_mask
+        self.input_alpha = check_number("input_alpha", input_alpha, 0.0, open_low=True)
+        self.loss_params = check_loss_params(loss_params)
+        if self.loss_params[0] != 1.0 and (not shared_mask or self.per_sample):
+            raise ValueError(
+                f"loss_params={list(loss_params)}: a first weight other than 1 makes the loss weight depend on each "
+                "sample's p_u; use shared_mask=True and per_sample=False (one p_u per batch, as the official code)"
+            )
 
     def _hparams(self) -> dict[str, Any]:
-        return {**super()._hparams(), "mode": self.mode, "block_size": self.block_size, "gamma": self.gamma}
+        return {**super()._hparams(), "mode": self.mode, "block_size": self.block_size, "gamma": self.gamma,
+                "input_alpha": self.input_alpha, "loss_params": list(self.loss_params)}  # fmt: skip
+
+    def check_layer_output(self, name: str, h: Tensor) -> None:
+        """Every named layer must give a ``[B, C, H, W]`` map with room for a ``block_size`` block."""
+        try:
+            check_feature_map(h, self.block_size)
+        except ValueError as err:
+            raise ValueError(f"layer {name!r}: {err}") from None
 
     def mix_input(self, step: MixStep) -> MixedBatch:
-        return cutmix_batch(step.x, step.target, step.num_classes, self.alpha, **self.batch_options(step))
+        mixed = cutmix_batch(step.x, step.target, step.num_classes, self.input_alpha, **self.batch_options(step))
+        targets = self._weigh(step, to_probs(step.target, step.num_classes), mixed.target, mixed.lam)
+        return mixed._replace(target=targets)
+
+    def _weigh(self, step: MixStep, own: Tensor, mixed: Tensor, unchanged: Tensor) -> Tensor:
+        """The official loss's targets; its weight goes to the step (the training loss's gradient is scaled)."""
+        targets, weight = patchup_loss_targets(own, mixed, unchanged, self.loss_params)
+        step.loss_weight = weight.mean()  # one number: a = 1 (a constant weight) or one p_u per batch
+        step.stats["mix/loss_weight"] = step.loss_weight
+        return targets
 
     def plan(self, step: MixStep, probs: Tensor, index: Tensor, lam: Tensor) -> tuple[HiddenMix, Tensor]:
         pending = torch.full_like(probs, float("nan"))
@@ -89,7 +134,7 @@ class PatchUp(HiddenStateMixer):
                 h, probs, index.to(h.device), lam, self.mode, self.block_size, self.gamma,
                 shared_mask=self.shared_mask, generator=step.generator,
             )  # fmt: skip
-            pending.copy_(mixed.target)
+            pending.copy_(self._weigh(step, probs, mixed.target, unchanged.to(probs.device)))
             step.stats["mix/unchanged"] = unchanged.float().mean()
             return mixed.input
 

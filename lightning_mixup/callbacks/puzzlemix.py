@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
@@ -21,6 +21,8 @@ from lightning_mixup.functional.puzzlemix import (
 from lightning_mixup.functional.puzzlemix.mix import GRIDS
 from lightning_mixup.functional.saliency import input_saliency, loss_input_grad
 from lightning_mixup.functional.targets import to_probs
+
+LogitsFrom = Callable[[pl.LightningModule, Tensor], Tensor]
 
 
 @runtime_checkable
@@ -42,9 +44,11 @@ class PuzzleMix(Mixer):
     Targets are weighted by each sample's mask mean. Needs square images ``[B, C, S, S]``.
 
     Saliency is the gradient of the loss with respect to the input, from an extra forward and backward
-    pass of ``pl_module(x)`` (which must return logits ``[B, num_classes]``) in eval mode, computed with
-    ``torch.autograd.grad`` on the input only: no parameter gradient is touched and DDP does not see it.
-    That pass costs about one more training step's forward and backward.
+    pass of ``pl_module(x)`` (which must return logits ``[B, num_classes]``; see ``logits_from`` for a module
+    without ``forward``) in eval mode, computed with ``torch.autograd.grad`` on the input only: no parameter
+    gradient is touched and DDP does not see it. That pass costs about one more training step's forward and
+    backward. Grids that do not fit the images are refused in ``setup`` when the datamodule has an
+    ``input_shape`` (ours do), else on the first batch, with the grids that fit.
 
     Args:
         alpha: λ ~ Beta(α, α), the mask mean the prior pulls towards.
@@ -57,6 +61,9 @@ class PuzzleMix(Mixer):
             ``clean_lam · CE(clean)`` to the module through :class:`AcceptsAuxiliaryLoss` (the official
             code's ``2·clean_lam/num_classes`` factor converts to its BCE-over-classes loss; with a
             cross-entropy loss the weight is ``clean_lam``).
+        logits_from: how the saliency pass gets logits from the input ``x``: None calls ``pl_module(x)`` (its
+            ``forward``); a submodule name such as ``"net"`` calls ``pl_module.net(x)``; a callable is called as
+            ``logits_from(pl_module, x)``. A module without ``forward`` and no ``logits_from`` fails in ``setup``.
         mean, std: the input normalisation (per channel or scalar), to compare pixels in [0, 1] space;
             e.g. CIFAR-100: ``mean=[0.507, 0.487, 0.441]``, ``std=[0.267, 0.256, 0.276]``. None: the
             datamodule's ``mean`` / ``std`` attributes when it has them (ours do), else 0 and 1.
@@ -89,9 +96,18 @@ class PuzzleMix(Mixer):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         iterations: int | None = None,
+        logits_from: str | LogitsFrom | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(alpha, reuse_buffer=False, **kwargs)
+        if logits_from is not None and not isinstance(logits_from, str) and not callable(logits_from):
+            raise TypeError(
+                "logits_from must be None, a submodule name or a callable (pl_module, x) -> logits, "
+                f"got {logits_from!r}"
+            )
+        if isinstance(logits_from, str) and not logits_from:
+            raise ValueError("logits_from must be a submodule name such as 'net', got ''")
+        self.logits_from = logits_from
         self.params = PuzzleMixParams(
             beta, gamma, eta, neigh_size, n_labels, tuple(grids) if isinstance(grids, Sequence) else grids,
             transport, t_eps, t_size, iterations,
@@ -104,6 +120,7 @@ class PuzzleMix(Mixer):
         self._trainer: pl.Trainer | None = None
         self._module: pl.LightningModule | None = None
         self._normalisation: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,), (1.0,))
+        self._logits: Callable[[Tensor], Tensor] | None = None
 
     def _hparams(self) -> dict[str, Any]:
         return {**super()._hparams(), "n_labels": self.params.n_labels, "clean_lam": self.clean_lam}
@@ -119,14 +136,42 @@ class PuzzleMix(Mixer):
                 "implement it or set clean_lam=0"
             )
         self._trainer, self._module = trainer, pl_module
+        self._logits = self._resolve_logits(pl_module)
         datamodule = getattr(trainer, "datamodule", None)  # set up before the callbacks: its statistics are known
+        shape = getattr(datamodule, "input_shape", None)
+        if isinstance(shape, Sequence) and len(shape) == 3 and shape[-1] == shape[-2] and isinstance(shape[-1], int):
+            self.params.check_side(shape[-1])  # else on the first batch, by check_image
         self._normalisation = (
             self.mean or check_channel_stats("datamodule.mean", getattr(datamodule, "mean", None), False) or (0.0,),
             self.std or check_channel_stats("datamodule.std", getattr(datamodule, "std", None), True) or (1.0,),
         )
 
+    def _resolve_logits(self, pl_module: pl.LightningModule) -> Callable[[Tensor], Tensor]:
+        """The function the saliency pass calls on the input, from ``logits_from``; fails naming the fix."""
+        name = type(pl_module).__name__
+        if callable(self.logits_from):
+            fn = self.logits_from
+            return lambda x: fn(pl_module, x)
+        if isinstance(self.logits_from, str):
+            try:
+                return pl_module.get_submodule(self.logits_from)
+            except AttributeError:
+                children = [child for child, _ in pl_module.named_children()]
+                raise ValueError(
+                    f"PuzzleMix(logits_from={self.logits_from!r}): {name} has no such submodule; "
+                    f"its submodules are {children}"
+                ) from None
+        if type(pl_module).forward in (pl.LightningModule.forward, torch.nn.Module.forward):
+            children = [child for child, _ in pl_module.named_children()]
+            raise TypeError(
+                f"PuzzleMix computes saliency from pl_module(x), but {name} defines no forward: pass "
+                f"logits_from='<submodule>' (one of {children} that returns logits) or "
+                "logits_from=lambda module, x: ... (a callable returning logits)"
+            )
+        return pl_module
+
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._trainer = self._module = None
+        self._trainer = self._module = self._logits = None
 
     def mix(self, step: MixStep) -> MixedBatch:
         x, generator = step.x, step.generator
@@ -151,19 +196,25 @@ class PuzzleMix(Mixer):
     def _input_grad(self, x: Tensor, probs: Tensor) -> Tensor:
         """Gradient of the cross-entropy w.r.t. the input only, from ``pl_module(x)`` in eval mode (train mode when
         ``clean_lam > 0``, whose loss goes to the module) under the trainer's precision."""
-        module, trainer = self._module, self._trainer
-        if module is None or trainer is None:
+        module, trainer, logits = self._module, self._trainer, self._logits
+        if module is None or trainer is None or logits is None:
             raise RuntimeError("PuzzleMix was not set up for fit: pass it to Trainer(callbacks=[...])")
         clean = self.clean_lam > 0
         was_training = module.training
         module.train(clean)
         try:
             with trainer.precision_plugin.forward_context():
-                grad, loss = loss_input_grad(
-                    module, x, probs, retain_graph=clean, source="PuzzleMix computes it from pl_module(x)"
-                )
+                grad, loss = loss_input_grad(logits, x, probs, retain_graph=clean, source=self._source())
         finally:
             module.train(was_training)
         if clean:
             module.add_auxiliary_loss("puzzlemix_clean", self.clean_lam * loss)
         return grad
+
+    def _source(self) -> str:
+        """How the saliency pass gets logits, for error messages."""
+        if self.logits_from is None:
+            return "PuzzleMix computes it from pl_module(x)"
+        if isinstance(self.logits_from, str):
+            return f"PuzzleMix computes it from pl_module.{self.logits_from}(x) (logits_from={self.logits_from!r})"
+        return f"PuzzleMix computes it from logits_from(pl_module, x) (logits_from={self.logits_from!r})"

@@ -175,12 +175,16 @@ def _check_md5(path: Path, spec: CIFARSpec) -> None:
         )
 
 
-def _missing_message(spec: CIFARSpec, data_dir: Path) -> str:
-    return (
-        f"{spec.name} not found in {data_dir}: put the official archive {spec.archive} ({spec.url}, MD5 {spec.md5}) "
-        f"or its extracted folder {spec.folder}/ there, point data_dir (or the CIFAR_DIR environment variable of "
-        f"the Hydra configs) to where they are, or pass download=True"
+def _missing_message(spec: CIFARSpec, data_dir: Path, downloading: bool = False) -> str:
+    """What to do when the data set is not in ``data_dir`` (``downloading``: after a failed download)."""
+    where = (
+        f"put the official archive {spec.archive} ({spec.url}, MD5 {spec.md5}) or its extracted folder "
+        f"{spec.folder}/ in {data_dir}, or point data_dir (or the CIFAR_DIR environment variable of the Hydra "
+        "configs) to where they are"
     )
+    if downloading:
+        return f"This machine cannot download it (offline?): fetch it where you can, then {where}"
+    return f"{spec.name} not found in {data_dir}: {where}, or pass download=True (data.download=true) to fetch it"
 
 
 def download_cifar(spec: CIFARSpec, data_dir: str | Path) -> Path:
@@ -200,7 +204,7 @@ def download_cifar(spec: CIFARSpec, data_dir: str | Path) -> Path:
             f.writelines(iter(lambda: response.read(_CHUNK), b""))
     except (urllib.error.URLError, OSError) as err:
         part.unlink(missing_ok=True)
-        raise RuntimeError(f"could not download {spec.url}: {err}. {_missing_message(spec, data_dir)}") from err
+        raise RuntimeError(f"could not download {spec.url}: {err}. {_missing_message(spec, data_dir, True)}") from err
     try:
         _check_md5(part, spec)
     except ValueError:

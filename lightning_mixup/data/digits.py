@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from lightning_mixup.checks import check_bool, check_int, check_positive_int
-from lightning_mixup.data.in_memory import InMemoryDataModule, check_fractions, split_indices
+from lightning_mixup.checks import check_bool, check_int, check_number, check_positive_int
+from lightning_mixup.data.in_memory import InMemoryDataModule, check_fractions, split_indices, symmetric_label_noise
 
 _DIGITS_FILE = "digits.pt"
 _MAX_PIXEL = 16.0
@@ -42,7 +42,9 @@ class DigitsDataModule(InMemoryDataModule):
     to ``image_size`` and, if ``normalize``, standardized with the train
     split's mean/std (stored as ``mean`` / ``std`` after :meth:`setup`).
     The stratified split depends only on ``split_seed``; the train shuffling
-    order only on ``shuffle_seed``.
+    order only on ``shuffle_seed``. ``label_noise``: the fraction of training
+    labels replaced by another class (symmetric noise, seeded by ``noise_seed``;
+    validation and test stay clean), as in the mixup paper's label-noise study.
 
     Example:
         >>> dm = DigitsDataModule(batch_size=32, image_size=16)
@@ -65,18 +67,24 @@ class DigitsDataModule(InMemoryDataModule):
         normalize: bool = True,
         drop_last: bool = False,
         shuffle_seed: int = 0,
+        label_noise: float = 0.0,
+        noise_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, shuffle_seed, num_workers=num_workers, drop_last=drop_last)
         check_fractions(val_fraction, test_fraction)
         check_positive_int("image_size", image_size)
         check_int("split_seed", split_seed)
         check_bool("normalize", normalize)
+        check_number("label_noise", label_noise, 0.0, 1.0)
+        check_int("noise_seed", noise_seed)
         self.save_hyperparameters()
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.image_size = image_size
         self.split_seed = split_seed
         self.normalize = normalize
+        self.label_noise = float(label_noise)
+        self.noise_seed = noise_seed
         self.input_shape: tuple[int, int, int] = (1, image_size, image_size)
         self.mean: float | None = None
         self.std: float | None = None
@@ -95,8 +103,9 @@ class DigitsDataModule(InMemoryDataModule):
             self.mean = train_x.mean().item()
             self.std = train_x.std().item()
             x = (x - self.mean) / self.std
+        train_y = symmetric_label_noise(y[train], self.num_classes, self.label_noise, self.noise_seed)
         return (
-            TensorDataset(x[train], y[train]),
+            TensorDataset(x[train], train_y),
             TensorDataset(x[val], y[val]),
             TensorDataset(x[test], y[test]),
         )

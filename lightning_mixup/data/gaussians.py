@@ -6,6 +6,11 @@ arXiv 1712.04086), on which the mixup paper (arXiv 1710.09412, §3.7) shows its 
 * ``"ring8"``: 8 modes evenly spaced on a circle of radius 2, std 0.02.
 * ``"grid25"``: 25 modes on the grid ``{-4, -2, 0, 2, 4}²``, std 0.05.
 
+``scale`` resizes them (the ring's radius; the grid's spacing, default 2 for both) and ``std`` sets the spread:
+the mixup paper's released code (hongyi-zhang/mixup ``gan/example_gan.py``) uses a ring of radius 1
+(``scale=1``) and the grid ``{-1, -0.5, 0, 0.5, 1}²`` (``scale=0.5``), both with std 0.01
+(``data=gaussians8_official`` / ``gaussians25_official``).
+
 A sample is *high quality* when it lies within ``n_std`` (3) standard deviations of its nearest mode;
 a mode is *covered* when at least ``min_count`` high-quality samples have it as nearest mode (PacGAN's
 convention: 2,500 samples, at least 20 per mode, i.e. a fifth of the 100 a perfect generator puts on
@@ -27,6 +32,8 @@ from lightning_mixup.data.resumable import EpochSampler, ResumableDataLoader
 
 MIXTURES: tuple[str, ...] = ("ring8", "grid25")
 DEFAULT_STD: dict[str, float] = {"ring8": 0.02, "grid25": 0.05}
+DEFAULT_SCALE = 2.0
+"""The ring's radius and the grid's spacing unless ``scale`` says otherwise."""
 
 
 def _check_name(name: object) -> str:
@@ -41,28 +48,47 @@ def _check_std(std: object) -> float:
     return float(std)
 
 
-def mixture_modes(name: str) -> Tensor:
-    """The modes (means) of a mixture, float32 ``[K, 2]``.
+def _check_scale(scale: object) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a finite number > 0, got {scale!r}")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    return float(scale)
+
+
+def mixture_modes(name: str, scale: float | None = None) -> Tensor:
+    """The modes (means) of a mixture, float32 ``[K, 2]``; ``scale`` is the ring's radius or the grid's spacing
+    (None: 2).
 
     Example:
         >>> mixture_modes("grid25").shape, mixture_modes("ring8")[0].tolist()
         (torch.Size([25, 2]), [2.0, 0.0])
+        >>> mixture_modes("grid25", scale=0.5)[0].tolist(), mixture_modes("ring8", scale=1.0)[2].tolist()
+        ([-1.0, -1.0], [0.0, 1.0])
     """
+    scale = DEFAULT_SCALE if scale is None else _check_scale(scale)
     if _check_name(name) == "ring8":
         angle = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
-        return (2.0 * torch.stack((angle.cos(), angle.sin()), dim=1)).float()
-    axis = torch.arange(-4.0, 5.0, 2.0)
-    return torch.cartesian_prod(axis, axis)
+        modes = scale * torch.stack((angle.cos(), angle.sin()), dim=1)
+        return modes.round(decimals=12).float()  # exact zeros at the axes
+    axis = torch.arange(-2, 3, dtype=torch.float64) * scale
+    return torch.cartesian_prod(axis, axis).float()
 
 
-def sample_mixture(name: str, n: int, std: float | None = None, generator: torch.Generator | None = None) -> Tensor:
-    """``n`` samples float32 ``[n, 2]`` from an equal-weight mixture (``std`` None: its default).
+def sample_mixture(
+    name: str,
+    n: int,
+    std: float | None = None,
+    generator: torch.Generator | None = None,
+    scale: float | None = None,
+) -> Tensor:
+    """``n`` samples float32 ``[n, 2]`` from an equal-weight mixture (``std``, ``scale`` None: their defaults).
 
     Example:
         >>> sample_mixture("ring8", 5, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([5, 2])
     """
-    modes = mixture_modes(name)
+    modes = mixture_modes(name, scale)
     std = DEFAULT_STD[name] if std is None else _check_std(std)
     check_positive_int("n", n)
     which = torch.randint(len(modes), (n,), generator=generator)
@@ -112,8 +138,10 @@ class GaussianMixtureDataModule(lightning.LightningDataModule):
     The sample is large enough to stand for the mixture (64,000 points by default); the training loader
     reshuffles it each epoch from ``(shuffle_seed, epoch)``, resumes mid-epoch and shards it under DDP
     (each process then serves ``batches_per_epoch / world_size`` batches an epoch). Batches are lists
-    ``[x]`` with ``x`` float32 ``[B, 2]``. ``modes`` and ``mode_std`` tell :class:`GANMonitor` what to
-    measure coverage against. There is no validation or test split: a GAN is judged by its samples.
+    ``[x]`` with ``x`` float32 ``[B, 2]``. ``scale`` is the ring's radius or the grid's spacing (None: 2),
+    ``std`` the modes' spread (None: 0.02 for the ring, 0.05 for the grid). ``modes`` and ``mode_std`` tell
+    :class:`GANMonitor` what to measure coverage against. There is no validation or test split: a GAN is judged
+    by its samples.
 
     Example:
         >>> dm = GaussianMixtureDataModule("grid25", batch_size=4, batches_per_epoch=2)
@@ -132,11 +160,14 @@ class GaussianMixtureDataModule(lightning.LightningDataModule):
         seed: int = 0,
         shuffle_seed: int = 0,
         num_workers: int = 0,
+        scale: float | None = None,
     ) -> None:
         super().__init__()
         _check_name(name)
         if std is not None:
             _check_std(std)
+        if scale is not None:
+            _check_scale(scale)
         check_positive_int("batch_size", batch_size)
         check_positive_int("batches_per_epoch", batches_per_epoch)
         check_int("seed", seed)
@@ -145,7 +176,8 @@ class GaussianMixtureDataModule(lightning.LightningDataModule):
         self.save_hyperparameters()
         self.name = name
         self.mode_std = DEFAULT_STD[name] if std is None else float(std)
-        self.modes = mixture_modes(name)
+        self.scale = DEFAULT_SCALE if scale is None else float(scale)
+        self.modes = mixture_modes(name, self.scale)
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
         self.seed = seed
@@ -158,7 +190,7 @@ class GaussianMixtureDataModule(lightning.LightningDataModule):
         if self.train_set is None:
             generator = torch.Generator().manual_seed(self.seed)
             n = self.batch_size * self.batches_per_epoch
-            self.train_set = TensorDataset(sample_mixture(self.name, n, self.mode_std, generator))
+            self.train_set = TensorDataset(sample_mixture(self.name, n, self.mode_std, generator, self.scale))
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training loader: order fixed by ``(shuffle_seed, epoch)``, resumable mid-epoch, sharded

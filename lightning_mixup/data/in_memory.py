@@ -1,4 +1,4 @@
-"""Shared helpers for the in-memory datamodules: fraction checks, splits, loaders."""
+"""Shared helpers for the in-memory datamodules: fraction checks, splits, label noise, loaders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_mixup.checks import check_bool, check_int, check_positive_int
+from lightning_mixup.checks import check_bool, check_int, check_number, check_positive_int
 from lightning_mixup.data.resumable import EpochSampler, ResumableDataLoader
 
 
@@ -54,6 +54,26 @@ def split_indices(
     val = interleaved[n_test : n_test + n_val]
     train = interleaved[n_test + n_val :]
     return train.sort().values, val.sort().values, test.sort().values
+
+
+def symmetric_label_noise(labels: Tensor, num_classes: int, rate: float, seed: int = 0) -> Tensor:
+    """A copy of ``labels [N]`` in which exactly ``round(rate · N)`` samples, chosen at random, carry a label drawn
+    uniformly from the *other* ``C − 1`` classes (symmetric label noise: a fraction ``rate`` of the labels is wrong,
+    spread evenly over the wrong classes). Seeded by ``seed`` alone.
+
+    Example:
+        >>> y = torch.arange(10) % 5
+        >>> noisy = symmetric_label_noise(y, 5, 0.4, seed=0)
+        >>> int((noisy != y).sum()), bool(((noisy >= 0) & (noisy < 5)).all())
+        (4, True)
+    """
+    check_number("label_noise", rate, 0.0, 1.0)
+    g = torch.Generator().manual_seed(seed)
+    noisy = labels.clone()
+    chosen = torch.randperm(labels.shape[0], generator=g)[: round(rate * labels.shape[0])]
+    shift = torch.randint(1, num_classes, (chosen.shape[0],), generator=g)  # never 0: always another class
+    noisy[chosen] = (labels[chosen] + shift) % num_classes
+    return noisy
 
 
 class InMemoryDataModule(lightning.LightningDataModule):

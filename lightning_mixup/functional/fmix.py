@@ -142,9 +142,13 @@ def fmix_batch(
     generator: torch.Generator | None = None,
     out: Tensor | None = None,
 ) -> MixedBatch:
-    """Sample a partner index, λ ~ Beta(α, α) (``reformulate``: Beta(α+1, α)) and one FMix mask for the
-    batch or one per sample; mix inputs ``[B, C, H, W]`` and targets with λ = the mask's mean (the returned
-    ``mask``, ``[1 or B, 1, H, W]``, 1 = the sample's own). ``out``: see :func:`fmix`.
+    """Sample a partner index, λ ~ Beta(α, α) and one FMix mask for the batch or one per sample; mix inputs
+    ``[B, C, H, W]`` and targets with λ = the mask's mean (the returned ``mask``, ``[1 or B, 1, H, W]``, 1 = the
+    sample's own). ``out``: see :func:`fmix`.
+
+    ``reformulate``: the paper's reformulation (§4, official ``fmix_loss(..., reformulate=True)``): λ ~ Beta(α+1, α)
+    and the mix is an augmentation of the first image, so the targets are its own label alone (the returned
+    ``lam`` is still the mask's mean, the share of the image that is its own).
 
     Example:
         >>> x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
@@ -162,4 +166,5 @@ def fmix_batch(
         lam = sample_lam(alpha, size, generator=generator, device=x.device)
     mask, lam = sample_masks(lam, height, width, decay_power, max_soft, generator=generator)
     lam = lam.to(x.device)
-    return MixedBatch(fmix(x, index, mask, out), mix_targets(probs, index, lam), lam, mask.to(x.device))
+    targets = probs if reformulate else mix_targets(probs, index, lam)
+    return MixedBatch(fmix(x, index, mask, out), targets, lam, mask.to(x.device))

@@ -26,6 +26,25 @@ def check_patchup_params(block_size: object, gamma: object, mode: object) -> Non
     check_choice("mode", mode, MODES)
 
 
+def check_feature_map(h: Tensor, block_size: int) -> None:
+    """Raise ``ValueError`` unless ``h`` is a ``[B, C, H, W]`` feature map with room for a ``block_size`` block.
+
+    Example:
+        >>> check_feature_map(torch.zeros(2, 3, 4, 4), 5)
+        Traceback (most recent call last):
+        ...
+        ValueError: PatchUp: block_size=5 is larger than the 4x4 feature map; choose a smaller block_size or an earlier layer
+    """  # noqa: E501
+    if h.ndim != 4:
+        raise ValueError(f"PatchUp needs a [B, C, H, W] feature map, got shape {list(h.shape)}")
+    height, width = h.shape[-2:]
+    if block_size > min(height, width):
+        raise ValueError(
+            f"PatchUp: block_size={block_size} is larger than the {height}x{width} feature map; "
+            "choose a smaller block_size or an earlier layer"
+        )
+
+
 def adjusted_gamma(gamma: float, block_size: int, height: int, width: int) -> float:
     """DropBlock's seed rate ``γ·HW / (b²(H−b+1)(W−b+1))`` — ``γ·W²/(b²(W−b+1)²)`` for square maps — so that
     about a fraction γ of the features falls in some block."""
@@ -129,6 +148,45 @@ def patchup_targets(probs: Tensor, index: Tensor, lam: Tensor | float, unchanged
     return torch.lerp(mixed, probs, expand_lam(unchanged.to(probs.device), probs))
 
 
+LOSS_PARAMS = (1.0, 1.0)
+"""The official ``--loss_params`` default: ``[1, 1]``."""
+
+
+def check_loss_params(loss_params: object) -> tuple[float, float]:
+    """``loss_params`` as two floats ``(a, b)``, both finite and ``>= 0``, else the error quoting it."""
+    if isinstance(loss_params, (str, bytes)) or not hasattr(loss_params, "__len__") or len(loss_params) != 2:
+        raise TypeError(f"loss_params must be two numbers (a, b), got {loss_params!r}")
+    a, b = (check_number(f"loss_params[{i}]", v, 0.0) for i, v in enumerate(loss_params))
+    return a, b
+
+
+def patchup_loss_targets(
+    own: Tensor, mixed: Tensor, unchanged: Tensor | float, loss_params: tuple[float, float] = LOSS_PARAMS
+) -> tuple[Tensor, Tensor]:
+    """The official PatchUp loss ``a·p_u·ℓ(ŷ, y_a) + (1−p_u)·ℓ(ŷ, y_b) + b·ℓ(ŷ, ỹ)`` (chandar-lab/PatchUp ``main.py``,
+    ``loss_params = [a, b]``, ``ỹ = p_u·y_a + (1−p_u)·y_b``) as ``weight·ℓ(ŷ, targets)``: exact for every loss
+    affine in its target (cross-entropy, softmax-BCE, BCE), the weights summing to ``weight``.
+
+    ``own`` is ``y_a`` ``[B, C]``, ``mixed`` is ``ỹ``, ``unchanged`` is ``p_u`` (a scalar or ``[B]``). Returns
+    ``(targets [B, C] summing to 1, weight)``, ``weight = (a−1)·p_u + 1 + b``: 2 with the official ``[1, 1]``, so a
+    mixed batch weighs twice a clean one. With ``a = 1`` the targets are ``ỹ`` itself.
+
+    Example:
+        >>> own, mixed = torch.eye(2), torch.tensor([[0.75, 0.25], [0.25, 0.75]])
+        >>> targets, weight = patchup_loss_targets(own, mixed, 0.5)
+        >>> torch.equal(targets, mixed), float(weight)
+        (True, 2.0)
+    """
+    a, b = loss_params
+    p = torch.as_tensor(unchanged, dtype=own.dtype, device=own.device)
+    if a == 1.0:
+        return mixed, torch.full_like(p, 1.0 + b)
+    p_rows = expand_lam(p, own)
+    weight = (a - 1.0) * p + 1.0 + b
+    targets = ((a - 1.0) * p_rows * own + (1.0 + b) * mixed) / expand_lam(weight, own)
+    return targets, weight
+
+
 def patchup_hidden(
     h: Tensor,
     probs: Tensor,
@@ -156,14 +214,8 @@ def patchup_hidden(
         True
     """
     check_patchup_params(block_size, gamma, mode)
-    if h.ndim != 4:
-        raise ValueError(f"PatchUp needs a [B, C, H, W] feature map, got shape {list(h.shape)}")
+    check_feature_map(h, block_size)
     batch, channels, height, width = h.shape
-    if block_size > min(height, width):
-        raise ValueError(
-            f"PatchUp: block_size={block_size} is larger than the {height}x{width} feature map; "
-            "choose a smaller block_size or an earlier layer"
-        )
     mask = block_masks(1 if shared_mask else batch, channels, height, width, block_size, gamma, generator=generator)
     mask = mask.to(h.device)
     unchanged = unchanged_fraction(mask)

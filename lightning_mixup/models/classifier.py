@@ -11,11 +11,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
+from lightning_mixup.checks import check_number
 from lightning_mixup.functional.targets import check_num_classes, to_probs
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-LOSSES = ("ce", "bce")
+# a scheduler class is one (jsonargparse/LightningCLI: --model.scheduler=torch.optim.lr_scheduler.CosineAnnealingLR)
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+LOSSES = ("ce", "bce", "softmax_bce")
+
+
+def softmax_bce(logits: Tensor, probs: Tensor) -> Tensor:
+    """``torch.nn.BCELoss()(logits.softmax(1), probs)``: binary cross-entropy of the softmax probabilities, averaged
+    over batch × classes, exactly as the official Manifold Mixup, PatchUp and PuzzleMix code computes it (logs
+    clamped at −100 by ``BCELoss``), in float32 with autocast off (``BCELoss`` refuses autocast).
+
+    Example:
+        >>> logits, probs = torch.randn(4, 3), torch.eye(3)[[0, 1, 2, 0]]
+        >>> bool(torch.allclose(softmax_bce(logits, probs), torch.nn.BCELoss()(logits.softmax(1), probs)))
+        True
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return F.binary_cross_entropy(logits.float().softmax(dim=1), probs.float())
 
 
 class Classifier(pl.LightningModule):
@@ -32,9 +48,14 @@ class Classifier(pl.LightningModule):
             ``functools.partial(torch.optim.SGD, lr=0.1)``; None gives ``AdamW(lr=1e-3)``.
         scheduler: a factory ``optimizer -> LR scheduler`` (stepped each epoch), or None.
         label_smoothing: ε of label smoothing, applied in the loss after mixing.
-        loss: ``"ce"`` (softmax cross-entropy) or ``"bce"`` (per-class sigmoid BCE, summed over classes,
-            averaged over the batch; smoothing moves ε of the mass to a uniform ``ε / C``).
+        loss: ``"ce"`` (softmax cross-entropy), ``"bce"`` (per-class sigmoid BCE, summed over classes,
+            averaged over the batch) or ``"softmax_bce"`` (``BCELoss(softmax(logits), target)`` averaged over
+            batch × classes: the loss of the official Manifold Mixup, PatchUp and PuzzleMix CIFAR code, whose
+            gradient is about 0.1–0.16× cross-entropy's at C = 10 and ~0.01× at C = 100). For the two BCE losses
+            smoothing moves ε of the mass to a uniform ``ε / C``.
         input_key / target_key: where the input and targets sit in a list or dict batch.
+        lr: the learning rate of every parameter group, replacing the optimizer factory's; None keeps it.
+            ``Tuner(trainer).lr_find(model)`` sets it to the rate it suggests.
 
     Example:
         >>> from functools import partial
@@ -52,6 +73,7 @@ class Classifier(pl.LightningModule):
         loss: str = "ce",
         input_key: int | str = 0,
         target_key: int | str = 1,
+        lr: float | None = None,
     ) -> None:
         super().__init__()
         check_num_classes(num_classes)
@@ -74,6 +96,7 @@ class Classifier(pl.LightningModule):
         self.loss_name = loss
         self.input_key = input_key
         self.target_key = target_key
+        self.lr = None if lr is None else check_number("lr", lr, 0.0, open_low=True)
         self._auxiliary_losses: dict[str, Tensor] = {}
         for stage in ("val", "test"):
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes=num_classes, average="micro"))
@@ -97,6 +120,8 @@ class Classifier(pl.LightningModule):
         probs = to_probs(target, self.num_classes)
         if self.label_smoothing:
             probs = probs * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        if self.loss_name == "softmax_bce":
+            return softmax_bce(logits, probs)
         return F.binary_cross_entropy_with_logits(logits, probs, reduction="none").sum(dim=1).mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -138,6 +163,9 @@ class Classifier(pl.LightningModule):
             optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
         else:
             optimizer = self.optimizer_factory(self.parameters())
+        if self.lr is not None:  # before the scheduler, which records each group's initial_lr
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr
         if self.scheduler_factory is None:
             return optimizer
         return {

@@ -18,12 +18,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_mixup.checks import check_positive_int
+from lightning_mixup.checks import check_choice, check_positive_int
 from lightning_mixup.ranks import gather_ranks, own_part
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 DiscriminatorBatch = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | None"]
 """``fn(real, fake) -> (inputs, targets)`` or None (this batch stays plain): what the discriminator trains on."""
+GENERATOR_LOSSES: tuple[str, ...] = ("non_saturating", "saturating")
+"""``−log σ(d(g(z)))`` (Goodfellow et al.'s practical choice; ours) or the minimax ``log(1 − σ(d(g(z))))`` (the
+mixup paper's released GAN code)."""
+
+
+def generator_loss(logits: Tensor, kind: str = "non_saturating") -> Tensor:
+    """The generator's loss on the discriminator's logits ``d(g(z))`` ``[B]``, averaged over the batch.
+
+    ``"non_saturating"``: ``mean(−log σ(l)) = BCE(l, 1)``. ``"saturating"``: the minimax objective's
+    ``mean(log(1 − σ(l))) = −BCE(l, 0)`` — the released mixup GAN code maximises the discriminator's BCE on a
+    batch of ``B`` reals and ``B`` fakes, which is half this (the reals carry no gradient); Adam makes that
+    constant factor irrelevant.
+
+    Example:
+        >>> round(generator_loss(torch.zeros(3), "saturating").item(), 4)  # log(1/2)
+        -0.6931
+    """
+    check_choice("generator_loss", kind, GENERATOR_LOSSES)
+    if kind == "non_saturating":
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    return -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
 
 
 def plain_discriminator_batch(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
@@ -39,16 +60,18 @@ def plain_discriminator_batch(real: Tensor, fake: Tensor) -> tuple[Tensor, Tenso
 
 
 class GANModule(pl.LightningModule):
-    """A GAN trained with binary cross-entropy, manual optimisation and the non-saturating generator loss.
+    """A GAN trained with binary cross-entropy, manual optimisation and the non-saturating (default) or saturating
+    generator loss.
 
     **Steps.** Every training batch is one discriminator step: ``B`` real samples, ``B`` fakes
     ``g(z)`` from fresh noise, and a BCE-with-logits step of ``d`` on :meth:`discriminator_batch`
     (real → 1, fake → 0 by default). After every ``n_critic``-th discriminator step (counted over the
     whole run, so epochs need not be multiples of ``n_critic``) comes one generator step on ``B`` fresh
-    fakes with the non-saturating loss ``−log σ(d(g(z)))``. One *iteration*, as in the paper, is one
-    generator step: ``iterations = batches / n_critic``. ``d_steps`` and ``g_steps`` count the steps and
-    are saved in checkpoints together with the noise generator (every rank's, under DDP), so a resumed run
-    is exact.
+    fakes with the non-saturating loss ``−log σ(d(g(z)))`` (or, ``generator_loss="saturating"``, the minimax
+    ``log(1 − σ(d(g(z))))`` of the released mixup GAN code, see :func:`generator_loss`). One *iteration*, as
+    in the paper, is one generator step: ``iterations = batches / n_critic``. ``d_steps`` and ``g_steps``
+    count the steps and are saved in checkpoints together with the noise generator (every rank's, under DDP),
+    so a resumed run is exact.
 
     **Extension point.** :meth:`set_discriminator_batch` registers ``fn(real, fake) -> (inputs, targets)``
     (targets in ``[0, 1]``, one per input) that replaces the plain batch; ``fn`` returns None to leave a
@@ -67,6 +90,11 @@ class GANModule(pl.LightningModule):
         n_critic: discriminator steps per generator step (the paper: 5).
         input_key: where the real samples are in a list or dict batch (labels, if any, are ignored).
         noise_seed: seed of the noise; None takes the run seed.
+        generator_loss: ``"non_saturating"`` (default) or ``"saturating"`` (the released mixup GAN code).
+        num_threads: torch's intra-op threads while fitting on the CPU (restored at the end of fit); None leaves
+            torch's setting. Tiny nets gain nothing from more threads and lose much when another process busies
+            a core (measured: 2 threads ran a GAN 7× slower than 1 with one of 2 cores busy); the GAN config
+            sets 1. Ignored on an accelerator.
 
     Example:
         >>> from lightning_mixup.models.nets import MLP
@@ -85,6 +113,8 @@ class GANModule(pl.LightningModule):
         n_critic: int = 5,
         input_key: int | str = 0,
         noise_seed: int | None = None,
+        generator_loss: str = "non_saturating",
+        num_threads: int | None = None,
     ) -> None:
         super().__init__()
         for name, net in (("generator", generator), ("discriminator", discriminator)):
@@ -94,8 +124,15 @@ class GANModule(pl.LightningModule):
         check_positive_int("n_critic", n_critic)
         if noise_seed is not None and (isinstance(noise_seed, bool) or not isinstance(noise_seed, int)):
             raise TypeError(f"noise_seed must be an int or None, got {noise_seed!r}")
+        if not isinstance(generator_loss, str):
+            raise TypeError(f"generator_loss must be a str, got {generator_loss!r}")
+        check_choice("generator_loss", generator_loss, GENERATOR_LOSSES)
+        if num_threads is not None:
+            check_positive_int("num_threads", num_threads)
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"])
+        # noise_seed stays out of the logged hparams: a datamodule's own `noise_seed` (the digits' label noise)
+        # would clash with it when Lightning merges the two for the logger (the noise state is in checkpoints).
+        self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer", "noise_seed"])
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
@@ -104,6 +141,9 @@ class GANModule(pl.LightningModule):
         self.n_critic = n_critic
         self.input_key = input_key
         self.noise_seed = noise_seed
+        self.generator_loss = generator_loss
+        self.num_threads = num_threads
+        self._threads_before: int | None = None
         self.d_steps = 0
         self.g_steps = 0
         self._noise_rng: torch.Generator | None = None
@@ -196,14 +236,29 @@ class GANModule(pl.LightningModule):
         if self.d_steps % self.n_critic:
             return
         self.toggle_optimizer(g_opt)
-        g_logits = self._logits(self.generator(self.noise(n)))
-        g_loss = F.binary_cross_entropy_with_logits(g_logits, torch.ones_like(g_logits))  # non-saturating
+        g_loss = generator_loss(self._logits(self.generator(self.noise(n))), self.generator_loss)
         g_opt.zero_grad()
         self.manual_backward(g_loss)
         g_opt.step()
         self.untoggle_optimizer(g_opt)
         self.g_steps += 1
         self.log("train/g_loss", g_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+
+    def on_fit_start(self) -> None:
+        if self.num_threads is not None and self.device.type == "cpu":
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self.num_threads)
+
+    def on_fit_end(self) -> None:
+        self._restore_threads()
+
+    def teardown(self, stage: str) -> None:
+        self._restore_threads()
+
+    def _restore_threads(self) -> None:
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     def on_train_epoch_end(self) -> None:
         self.log("gan/iterations", float(self.g_steps), on_step=False, on_epoch=True, sync_dist=True)

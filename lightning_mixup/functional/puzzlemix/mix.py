@@ -76,20 +76,55 @@ class PuzzleMixParams:
         t_size = block if self.t_size == -1 else min(self.t_size, block)
         return block, min(self.neigh_size, block), t_size
 
+    def fits(self, side: int, grid: int) -> bool:
+        """Whether an ``grid × grid`` block grid fits images of side ``side``: ``grid`` divides ``side`` and the
+        block size is a multiple of the neighbourhood (and, with transport, of the transport block)."""
+        if grid > side or side % grid:
+            return False
+        block, neigh, t_size = self.sizes(side, grid)
+        return block % neigh == 0 and not (self.transport and block % t_size)
+
+    def grids_that_fit(self, side: int) -> tuple[int, ...]:
+        """Every grid (2 to ``side`` blocks per side) that :meth:`fits` images of side ``side``.
+
+        Example:
+            >>> PuzzleMixParams().grids_that_fit(8), PuzzleMixParams().grids_that_fit(32)
+            ((2, 4, 8), (2, 4, 8, 16, 32))
+        """
+        return tuple(grid for grid in range(2, side + 1) if self.fits(side, grid))
+
+    def check_side(self, side: int) -> None:
+        """Raise ``ValueError`` naming the grids that fit unless every grid of ``grids`` fits images of side ``side``.
+
+        Example:
+            >>> PuzzleMixParams().check_side(8)
+            Traceback (most recent call last):
+            ...
+            ValueError: PuzzleMix: grids=(2, 4, 8, 16) do not fit 8×8 images: grid 16 does not divide 8; the grids that fit are (2, 4, 8): pass grids=(2, 4, 8)
+        """  # noqa: E501
+        bad = [grid for grid in self.grids if not self.fits(side, grid)]
+        if not bad:
+            return
+        why = []
+        for grid in bad:
+            if grid > side or side % grid:
+                why.append(f"grid {grid} does not divide {side}")
+                continue
+            block, neigh, t_size = self.sizes(side, grid)
+            rule = f"neigh_size {neigh}" + (f" and t_size {t_size}" if self.transport else "")
+            why.append(f"grid {grid} gives blocks of {block} pixels, not a multiple of {rule}")
+        fit = self.grids_that_fit(side)
+        fix = f"the grids that fit are {fit}: pass grids={fit}" if fit else "no grid fits: change neigh_size or t_size"
+        raise ValueError(f"PuzzleMix: grids={self.grids} do not fit {side}×{side} images: {'; '.join(why)}; {fix}")
+
     def check_image(self, x: Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` is a batch of square images that every grid divides evenly."""
+        """Raise ``ValueError`` unless ``x`` is a batch of square images that every grid fits (:meth:`check_side`)."""
         if x.ndim != 4:
             raise ValueError(f"PuzzleMix needs a batch of images [B, C, H, W], got shape {list(x.shape)}")
         side = x.shape[-1]
         if x.shape[-2] != side:
             raise ValueError(f"PuzzleMix needs square images, got H×W = {x.shape[-2]}×{side}")
-        for grid in self.grids:
-            block, neigh, t_size = self.sizes(side, grid)
-            if side % grid or block % neigh or (self.transport and block % t_size):
-                raise ValueError(
-                    f"image side {side} does not fit grid {grid}: block size {side / grid:g} must be an int "
-                    f"divisible by neigh_size {neigh}" + (f" and t_size {t_size}" if self.transport else "")
-                )
+        self.check_side(side)
 
 
 def _as_channels(value: float | Sequence[float] | Tensor, like: Tensor) -> Tensor:
