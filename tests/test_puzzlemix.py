@@ -266,8 +266,12 @@ def test_bad_hyper_parameters_fail_in_init(kwargs: dict[str, Any], message: str)
     [
         ((8, 3, 32), (2,), r"needs a batch of images \[B, C, H, W\], got shape \[8, 3, 32\]"),
         ((8, 3, 32, 16), (2,), "needs square images, got H×W = 32×16"),
-        ((8, 3, 30, 30), (4,), r"grids=\(4,\) do not fit 30×30 images: grid 4 does not divide 30; the grids that fit "
-         r"are \(10, 15, 30\)"),
+        (
+            (8, 3, 30, 30),
+            (4,),
+            r"grids=\(4,\) do not fit 30×30 images: grid 4 does not divide 30; the grids that fit "
+            r"are \(10, 15, 30\)",
+        ),
         ((8, 3, 32, 32), (2, 16, 32, 3), r"grid 3 does not divide 32; the grids that fit are \(2, 4, 8, 16, 32\)"),
     ],
 )
