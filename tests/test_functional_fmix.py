@@ -342,5 +342,5 @@ def test_reformulated_fmix_trains_on_the_first_label_only(per_sample: bool) -> N
     x, y = torch.randn(16, 3, 16, 16), torch.arange(16) % 5
     out = fmix_batch(x, y, 5, 1.0, reformulate=True, per_sample=per_sample, generator=torch.Generator().manual_seed(2))
     assert torch.equal(out.target, torch.nn.functional.one_hot(y, 5).float())
-    torch.testing.assert_close(out.mask.expand(16, -1, -1, -1).mean(dim=(1, 2, 3)), out.lam.expand(16))
+    torch.testing.assert_close(out.mask.expand(16, -1, -1, -1).float().mean(dim=(1, 2, 3)), out.lam.expand(16))
     assert not torch.equal(out.input, x)  # the input is still mixed

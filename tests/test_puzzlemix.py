@@ -325,7 +325,8 @@ def test_clean_loss_needs_the_protocol_and_reaches_the_classifier(images: DataLo
 def test_a_module_whose_output_is_not_logits_fails_clearly(images: DataLoader) -> None:
     module = UserModule()
     module.forward = lambda x: module.net(x)[:, :1].squeeze(1)  # [B] instead of [B, C]
-    with pytest.raises(ValueError, match=r"pl_module\(x\), which must return logits \[B, 4\]; got shape \[8\]"):
+    shape = r"must return an output of shape \[8, 4\] for these multiclass targets; got shape \[8\]"
+    with pytest.raises(ValueError, match=r"pl_module\(x\), which " + shape):
         make_trainer([PuzzleMix(grids=(2,))], limit_train_batches=1).fit(module, images)
 
 

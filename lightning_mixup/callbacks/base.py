@@ -6,7 +6,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -18,7 +18,7 @@ from lightning_mixup.callbacks.batches import Key, check_key, read_batch
 from lightning_mixup.checks import check_bool, check_choice, check_int, check_probability
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.sampling import PARTNERS, check_alpha
-from lightning_mixup.functional.targets import check_num_classes
+from lightning_mixup.functional.targets import FORMS, TASKS, Targets, as_targets, check_num_classes
 from lightning_mixup.ranks import gather_ranks, own_part
 
 _GOLDEN = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, rank) pairs apart
@@ -137,7 +137,8 @@ class MixStep:
 
     Args:
         x, target: the batch's input and targets (not modified).
-        num_classes: the number of classes.
+        targets: what the targets are and which form the mixed ones take (task, number of classes, form); a
+            number of classes stands for multiclass probabilities.
         generator: the generator to draw from (the mixer's own, or the wrapper's).
         epoch: the current epoch (for the epoch windows).
         stats: scalars to log at batch end (``pl_module.log(name, value, on_epoch=True)``), filled by ``mix`` or
@@ -149,7 +150,8 @@ class MixStep:
 
     Example:
         >>> from lightning_mixup.callbacks import MixUp
-        >>> step = MixStep(torch.randn(4, 3), torch.arange(4) % 2, 2, torch.Generator().manual_seed(0))
+        >>> from lightning_mixup.functional import Targets
+        >>> step = MixStep(torch.randn(4, 3), torch.arange(4) % 2, Targets(2), torch.Generator().manual_seed(0))
         >>> mixed = MixUp(alpha=0.4).mix(step)
         >>> mixed.target.shape
         torch.Size([4, 2])
@@ -157,12 +159,15 @@ class MixStep:
 
     x: Tensor
     target: Tensor
-    num_classes: int
+    targets: Targets | int
     generator: torch.Generator
     epoch: int = 0
     stats: dict[str, Tensor] = field(default_factory=dict)
     forward_mix: tuple[str, Callable[[Tensor], Tensor]] | None = None
     loss_weight: Tensor | float | None = None
+
+    def __post_init__(self) -> None:
+        self.targets = as_targets(self.targets)
 
 
 class MixingCallback(SeededCallback, ABC):
@@ -174,16 +179,24 @@ class MixingCallback(SeededCallback, ABC):
         stop_epoch: first epoch that is no longer mixed (None: never stop), e.g. ``max_epochs - N``
             to train the last N epochs on clean data.
         input_key: position (list batch) or key (dict batch) of the input.
-        target_key: position or key of the targets (class indices ``[B]`` or probabilities ``[B, C]``).
+        target_key: position or key of the targets (class indices ``[B]`` or probabilities ``[B, C]``; for the
+            other tasks see ``task``).
         num_classes: number of classes; None takes the LightningModule's ``num_classes`` attribute
-            (or ``hparams.num_classes``).
+            (or ``hparams.num_classes``). Not needed for ``task="regression"``.
+        task: what the targets are: ``"multiclass"``, ``"multilabel"`` (``[B, C]`` rows in [0, 1]),
+            ``"regression"`` (float ``[B]`` or ``[B, ...]``) or ``"segmentation"`` (a mask ``[B, H, W]`` of class
+            indices or ``[B, C, H, W]`` of probabilities, mixed with the same box, mask or blend as the image).
+        targets: ``"mixed"``: the mixed targets as one tensor (probabilities ``[B, C]`` for classification);
+            ``"pair"``: a :class:`~lightning_mixup.functional.PairTarget` ``(a, b, weight)`` for any per-sample
+            loss through :func:`~lightning_mixup.functional.pair_loss`.
+        ignore_index: segmentation label of pixels to ignore (e.g. 255); they stay ignored.
         seed: seed of the callback's generator; None takes the run seed (``seed_everything``'s
             ``PL_GLOBAL_SEED``, else 0). The global rank is folded in, so DDP ranks draw differently.
             The generator lives on the batch's device and is saved in the checkpoint.
 
     The batch is written back in place (``batch[input_key] = ...``): Lightning ignores a returned
-    batch, so a tuple batch is refused. Targets come back as float probabilities ``[B, C]``; an
-    unmixed batch (``p``, the epoch window, or a batch of one sample) is left untouched.
+    batch, so a tuple batch is refused. Classification targets come back as float probabilities ``[B, C]`` (or a
+    pair); an unmixed batch (``p``, the epoch window, or a batch of one sample) is left untouched.
     Nothing is mixed outside training (validation, test, predict, sanity check).
     """
 
@@ -196,6 +209,9 @@ class MixingCallback(SeededCallback, ABC):
         target_key: Key = 1,
         num_classes: int | None = None,
         seed: int | None = None,
+        task: str = "multiclass",
+        targets: str = "mixed",
+        ignore_index: int | None = None,
     ) -> None:
         super().__init__(seed, start_epoch, stop_epoch)
         self.p = check_probability("p", p)
@@ -204,7 +220,12 @@ class MixingCallback(SeededCallback, ABC):
         self.input_key = check_key("input_key", input_key)
         self.target_key = check_key("target_key", target_key)
         self.num_classes = num_classes
-        self._num_classes: int | None = num_classes
+        self.task = check_choice("task", task, TASKS)
+        self.targets = check_choice("targets", targets, FORMS)
+        self.check_task(task, targets)
+        Targets(num_classes or 2, task, targets, ignore_index)  # the checks of ignore_index, before any fit
+        self.ignore_index = ignore_index
+        self._targets: Targets | None = None
         self._warned_small = False
         self._step: MixStep | None = None
 
@@ -219,6 +240,19 @@ class MixingCallback(SeededCallback, ABC):
         """The hyper-parameters that name this callback's ``state_key``."""
         return {"p": self.p}
 
+    TASKS: ClassVar[tuple[str, ...]] = TASKS
+    """The tasks whose targets this method can mix."""
+    FORMS: ClassVar[tuple[str, ...]] = FORMS
+    """The forms of mixed targets this method can give."""
+
+    @classmethod
+    def check_task(cls, task: str, targets: str) -> None:
+        """Raise ``ValueError`` unless this method can mix ``task``'s targets into the form ``targets``."""
+        if task not in cls.TASKS:
+            raise ValueError(f"{cls.__name__} cannot mix task={task!r} targets; it mixes {list(cls.TASKS)}")
+        if targets not in cls.FORMS:
+            raise ValueError(f"{cls.__name__} cannot give targets={targets!r}; it gives {list(cls.FORMS)}")
+
     # ---- Lightning hooks -----------------------------------------------------------------------
 
     @property
@@ -228,7 +262,7 @@ class MixingCallback(SeededCallback, ABC):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
-            self._num_classes = self._resolve_num_classes(pl_module)
+            self._targets = Targets(self._resolve_num_classes(pl_module), self.task, self.targets, self.ignore_index)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -239,7 +273,7 @@ class MixingCallback(SeededCallback, ABC):
                 rank_zero_warn(f"{type(self).__name__}: a batch of {x.shape[0]} sample cannot be mixed; left unchanged")
                 self._warned_small = True
             return
-        step = MixStep(x, target, self._resolved_num_classes(), self.generator_for(x.device), trainer.current_epoch)
+        step = MixStep(x, target, self._resolved_targets(), self.generator_for(x.device), trainer.current_epoch)
         mixed = self.maybe_mix(step)
         pl_module.log("mix/applied", float(mixed is not None), on_step=False, on_epoch=True, batch_size=x.shape[0])
         if mixed is None:
@@ -292,12 +326,15 @@ class MixingCallback(SeededCallback, ABC):
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _resolve_num_classes(self, pl_module: pl.LightningModule) -> int:
-        if self.num_classes is not None:
+    def _resolve_num_classes(self, pl_module: pl.LightningModule) -> int | None:
+        """The number of classes: the callback's, else the module's; None where the task needs none."""
+        if self.num_classes is not None or self.task == "regression":
             return self.num_classes
         found = getattr(pl_module, "num_classes", None)
         if found is None:
             found = getattr(getattr(pl_module, "hparams", None), "get", lambda _k: None)("num_classes")
+        if found is None and self.task == "multilabel":
+            return None  # the rows' width is not checked
         if found is None:
             raise ValueError(
                 f"{type(self).__name__} needs the number of classes: pass num_classes=... to the callback or "
@@ -308,10 +345,10 @@ class MixingCallback(SeededCallback, ABC):
         except (TypeError, ValueError) as err:
             raise ValueError(f"{type(pl_module).__name__}.num_classes is invalid: {err}") from None
 
-    def _resolved_num_classes(self) -> int:
-        if self._num_classes is None:
+    def _resolved_targets(self) -> Targets:
+        if self._targets is None:
             raise RuntimeError(f"{type(self).__name__} was not set up: it must be passed to Trainer(callbacks=[...])")
-        return self._num_classes
+        return self._targets
 
 
 class Mixer(MixingCallback):
@@ -326,7 +363,7 @@ class Mixer(MixingCallback):
             copy). The previous batch's mixed input is overwritten by the next mix: copy it if you keep
             it beyond its training step, or pass False.
         **kwargs: ``p``, ``start_epoch``, ``stop_epoch``, ``input_key``, ``target_key``, ``num_classes``,
-            ``seed``: see :class:`MixingCallback`.
+            ``seed``, ``task``, ``targets``, ``ignore_index``: see :class:`MixingCallback`.
     """
 
     def __init__(

@@ -20,4 +20,4 @@ class CutMix(Mixer):
     """
 
     def mix(self, step: MixStep) -> MixedBatch:
-        return cutmix_batch(step.x, step.target, step.num_classes, self.alpha, **self.batch_options(step))
+        return cutmix_batch(step.x, step.target, step.targets, self.alpha, **self.batch_options(step))

@@ -48,7 +48,7 @@ class FMix(Mixer):
         return fmix_batch(
             step.x,
             step.target,
-            step.num_classes,
+            step.targets,
             self.alpha,
             decay_power=self.decay_power,
             max_soft=self.max_soft,

@@ -23,6 +23,7 @@ from lightning_mixup.callbacks.base import Mixer, MixStep
 from lightning_mixup.checks import check_bool
 from lightning_mixup.functional.batch import MixedBatch, pair_targets
 from lightning_mixup.functional.sampling import sample_lam
+from lightning_mixup.functional.targets import PairTarget, TargetBatch
 
 INPUT = "<input>"
 
@@ -81,10 +82,12 @@ class HiddenStateMixer(Mixer):
         """Mix the input itself (the ``"<input>"`` layer)."""
 
     @abstractmethod
-    def plan(self, step: MixStep, probs: Tensor, index: Tensor, lam: Tensor) -> tuple[HiddenMix, Tensor]:
-        """Given the targets as probabilities, the partner index and λ, return ``(mix_fn, targets)``:
+    def plan(
+        self, step: MixStep, targets: TargetBatch, index: Tensor, lam: Tensor
+    ) -> tuple[HiddenMix, Tensor | PairTarget]:
+        """Given the checked targets, the partner index and λ, return ``(mix_fn, mixed targets)``:
         ``mix_fn`` maps the layer's output to the mixed output during the forward (and may add to
-        ``step.stats``); ``targets`` are written into the batch now."""
+        ``step.stats``); the mixed targets are written into the batch now."""
 
     def check_layer_output(self, name: str, h: Tensor) -> None:
         """Raise if the output ``h`` of layer ``name`` (a batch-first tensor) cannot be mixed: called for every
@@ -98,13 +101,13 @@ class HiddenStateMixer(Mixer):
         layer = self.eligible[choice]
         if layer == INPUT:
             return self.mix_input(step)
-        probs, index = pair_targets(step.x, step.target, step.num_classes, self.partner, generator)
+        targets, index = pair_targets(step.x, step.target, step.targets, self.partner, generator)
         batch = step.x.shape[0]
-        lam = sample_lam(self.alpha, batch if self.per_sample else None, generator=generator).to(probs.device)
-        mix_fn, targets = self.plan(step, probs, index, lam)
+        lam = sample_lam(self.alpha, batch if self.per_sample else None, generator=generator).to(index.device)
+        mix_fn, mixed = self.plan(step, targets, index, lam)
         step.forward_mix = (layer, mix_fn)
         self._step = step  # the forward hooks read it
-        return MixedBatch(step.x, targets, lam)
+        return MixedBatch(step.x, mixed, lam, index=index)
 
     def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], Any]:
         def hook(module: nn.Module, args: Any, output: Any) -> Any:

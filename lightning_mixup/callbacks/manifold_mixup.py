@@ -9,7 +9,7 @@ from torch import Tensor
 
 from lightning_mixup.callbacks.base import MixStep
 from lightning_mixup.callbacks.hidden import HiddenMix, HiddenStateMixer
-from lightning_mixup.functional import MixedBatch, mix_targets, mixup, mixup_batch
+from lightning_mixup.functional import MixedBatch, PairTarget, TargetBatch, mixup, mixup_batch
 
 
 class ManifoldMixup(HiddenStateMixer):
@@ -38,7 +38,9 @@ class ManifoldMixup(HiddenStateMixer):
         super().__init__(layers, include_input, alpha=alpha, **kwargs)
 
     def mix_input(self, step: MixStep) -> MixedBatch:
-        return mixup_batch(step.x, step.target, step.num_classes, self.alpha, **self.batch_options(step))
+        return mixup_batch(step.x, step.target, step.targets, self.alpha, **self.batch_options(step))
 
-    def plan(self, step: MixStep, probs: Tensor, index: Tensor, lam: Tensor) -> tuple[HiddenMix, Tensor]:
-        return (lambda h: mixup(h, index.to(h.device), lam)), mix_targets(probs, index, lam)
+    def plan(
+        self, step: MixStep, targets: TargetBatch, index: Tensor, lam: Tensor
+    ) -> tuple[HiddenMix, Tensor | PairTarget]:
+        return (lambda h: mixup(h, index.to(h.device), lam)), targets.mix(index, lam)

@@ -19,4 +19,4 @@ class MixUp(Mixer):
     """
 
     def mix(self, step: MixStep) -> MixedBatch:
-        return mixup_batch(step.x, step.target, step.num_classes, self.alpha, **self.batch_options(step))
+        return mixup_batch(step.x, step.target, step.targets, self.alpha, **self.batch_options(step))

@@ -19,9 +19,10 @@ from lightning_mixup.functional.patchup import (
     check_patchup_params,
     patchup_hidden,
     patchup_loss_targets,
+    patchup_own_share,
 )
 
-from lightning_mixup.functional.targets import to_probs
+from lightning_mixup.functional.targets import PairTarget, TargetBatch, fill_
 
 PAPER_DEFAULTS = {"soft": {"gamma": 0.75, "p": 1.0}, "hard": {"gamma": 0.5, "p": 0.7}}
 
@@ -103,6 +104,8 @@ class PatchUp(HiddenStateMixer):
                 "sample's p_u; use shared_mask=True and per_sample=False (one p_u per batch, as the official code)"
             )
 
+    TASKS = ("multiclass", "multilabel", "regression")  # its blocks live at a hidden layer's resolution
+
     def _hparams(self) -> dict[str, Any]:
         return {**super()._hparams(), "mode": self.mode, "block_size": self.block_size, "gamma": self.gamma,
                 "input_alpha": self.input_alpha, "loss_params": list(self.loss_params)}  # fmt: skip
@@ -115,26 +118,34 @@ class PatchUp(HiddenStateMixer):
             raise ValueError(f"layer {name!r}: {err}") from None
 
     def mix_input(self, step: MixStep) -> MixedBatch:
-        mixed = cutmix_batch(step.x, step.target, step.num_classes, self.input_alpha, **self.batch_options(step))
-        targets = self._weigh(step, to_probs(step.target, step.num_classes), mixed.target, mixed.lam)
-        return mixed._replace(target=targets)
+        mixed = cutmix_batch(step.x, step.target, step.targets, self.input_alpha, **self.batch_options(step))
+        targets = step.targets.read(step.target, step.x)
+        return mixed._replace(target=self._weigh(step, targets, mixed.index, mixed.lam, mixed.lam))
 
-    def _weigh(self, step: MixStep, own: Tensor, mixed: Tensor, unchanged: Tensor) -> Tensor:
-        """The official loss's targets; its weight goes to the step (the training loss's gradient is scaled)."""
-        targets, weight = patchup_loss_targets(own, mixed, unchanged, self.loss_params)
+    def _weigh(
+        self, step: MixStep, targets: TargetBatch, index: Tensor, share: Tensor, unchanged: Tensor
+    ) -> Tensor | PairTarget:
+        """The official loss's targets, from ``share`` (the share of each sample's own label in ``ỹ``) and ``p_u``;
+        its weight goes to the step (the training loss's gradient is scaled)."""
+        share = share.float().expand(index.shape[0])
+        share, weight = patchup_loss_targets(torch.ones_like(share), share, unchanged.float(), self.loss_params)
         step.loss_weight = weight.mean()  # one number: a = 1 (a constant weight) or one p_u per batch
         step.stats["mix/loss_weight"] = step.loss_weight
-        return targets
+        return targets.mix(index, share)
 
-    def plan(self, step: MixStep, probs: Tensor, index: Tensor, lam: Tensor) -> tuple[HiddenMix, Tensor]:
-        pending = torch.full_like(probs, float("nan"))
+    def plan(
+        self, step: MixStep, targets: TargetBatch, index: Tensor, lam: Tensor
+    ) -> tuple[HiddenMix, Tensor | PairTarget]:
+        pending = targets.mix(index, torch.full((index.shape[0],), float("nan"), device=index.device))
 
         def mix_fn(h: Tensor) -> Tensor:
             mixed, unchanged = patchup_hidden(
-                h, probs, index.to(h.device), lam, self.mode, self.block_size, self.gamma,
+                h, targets, index.to(h.device), lam, self.mode, self.block_size, self.gamma,
                 shared_mask=self.shared_mask, generator=step.generator,
             )  # fmt: skip
-            pending.copy_(self._weigh(step, probs, mixed.target, unchanged.to(probs.device)))
+            unchanged = unchanged.to(index.device)
+            share = patchup_own_share(lam, unchanged, self.mode)
+            fill_(pending, self._weigh(step, targets, index, share, unchanged))
             step.stats["mix/unchanged"] = unchanged.float().mean()
             return mixed.input
 

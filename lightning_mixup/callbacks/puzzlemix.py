@@ -20,7 +20,7 @@ from lightning_mixup.functional.puzzlemix import (
 )
 from lightning_mixup.functional.puzzlemix.mix import GRIDS
 from lightning_mixup.functional.saliency import input_saliency, loss_input_grad
-from lightning_mixup.functional.targets import to_probs
+from lightning_mixup.functional.targets import TargetBatch
 
 LogitsFrom = Callable[[pl.LightningModule, Tensor], Tensor]
 
@@ -176,7 +176,7 @@ class PuzzleMix(Mixer):
     def mix(self, step: MixStep) -> MixedBatch:
         x, generator = step.x, step.generator
         self.params.check_image(x)
-        probs = to_probs(step.target, step.num_classes)
+        targets = step.targets.read(step.target, x)
         perturb = (False, False)
         if self.adv_p > 0:
             coins = torch.rand(2, generator=generator, device=generator.device) < self.adv_p
@@ -184,18 +184,19 @@ class PuzzleMix(Mixer):
         mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for v in self._normalisation)
         eps = self.adv_eps / 255
         noise, x_in = adversarial_start(x, mean, std, eps, generator) if any(perturb) else (None, x)
-        grad = self._input_grad(x_in, probs)
+        grad = self._input_grad(x_in, targets)
         if noise is not None:
             noise = adversarial_noise(noise, grad, eps, generator)
         return puzzlemix_batch(
-            x, probs, step.num_classes, input_saliency(grad), self.alpha, self.params,
+            x, step.target, step.targets, input_saliency(grad), self.alpha, self.params,
             per_sample=self.per_sample, partner=self.partner, generator=generator,
             mean=mean, std=std, noise=noise, perturb=perturb,
         )  # fmt: skip
 
-    def _input_grad(self, x: Tensor, probs: Tensor) -> Tensor:
-        """Gradient of the cross-entropy w.r.t. the input only, from ``pl_module(x)`` in eval mode (train mode when
-        ``clean_lam > 0``, whose loss goes to the module) under the trainer's precision."""
+    def _input_grad(self, x: Tensor, targets: TargetBatch) -> Tensor:
+        """Gradient of the task's loss (cross-entropy for classification) w.r.t. the input only, from
+        ``pl_module(x)`` in eval mode (train mode when ``clean_lam > 0``, whose loss goes to the module) under the
+        trainer's precision."""
         module, trainer, logits = self._module, self._trainer, self._logits
         if module is None or trainer is None or logits is None:
             raise RuntimeError("PuzzleMix was not set up for fit: pass it to Trainer(callbacks=[...])")
@@ -204,7 +205,7 @@ class PuzzleMix(Mixer):
         module.train(clean)
         try:
             with trainer.precision_plugin.forward_context():
-                grad, loss = loss_input_grad(logits, x, probs, retain_graph=clean, source=self._source())
+                grad, loss = loss_input_grad(logits, x, targets, retain_graph=clean, source=self._source())
         finally:
             module.train(was_training)
         if clean:

@@ -11,15 +11,19 @@ from lightning_mixup.functional.patchup import (
     patchup,
     patchup_batch,
     patchup_hidden,
+    patchup_own_share,
     patchup_targets,
     unchanged_fraction,
 )
 from lightning_mixup.functional.saliency import input_saliency, loss_input_grad
 from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
-from lightning_mixup.functional.targets import mix_targets, to_probs
+from lightning_mixup.functional.targets import PairTarget, TargetBatch, Targets, mix_targets, pair_loss, to_probs
 
 __all__ = [
     "MixedBatch",
+    "PairTarget",
+    "TargetBatch",
+    "Targets",
     "binarise_masks",
     "block_masks",
     "box_mask",
@@ -37,11 +41,13 @@ __all__ = [
     "mixup",
     "mixup_batch",
     "own_weight",
+    "pair_loss",
     "pair_up",
     "partner_index",
     "patchup",
     "patchup_batch",
     "patchup_hidden",
+    "patchup_own_share",
     "patchup_targets",
     "sample_beta",
     "sample_boxes",

@@ -1,4 +1,4 @@
-"""What every batch mixer starts from and returns: checked inputs, probability targets, a partner index."""
+"""What every batch mixer starts from and returns: checked inputs and targets, a partner index."""
 
 from __future__ import annotations
 
@@ -8,43 +8,51 @@ import torch
 from torch import Tensor
 
 from lightning_mixup.functional.sampling import check_alpha, partner_index
-from lightning_mixup.functional.targets import to_probs
-from lightning_mixup.functional.validation import check_input, check_same_batch
+from lightning_mixup.functional.targets import PairTarget, TargetBatch, Targets, as_targets
+from lightning_mixup.functional.validation import check_input
 
 
 class MixedBatch(NamedTuple):
-    """What a batch mixer returns: the mixed input, probability targets ``[B, C]``, λ (``[]`` or ``[B]``) — the
-    fraction of each sample that comes from the sample itself rather than from its partner — and, where the
-    method has one, the mask it used.
+    """What a batch mixer returns: the mixed input, the mixed targets (probabilities ``[B, C]`` by default, or
+    what :class:`~lightning_mixup.functional.targets.Targets` asks for: a tensor or a
+    :class:`~lightning_mixup.functional.targets.PairTarget`), λ (``[]`` or ``[B]``) — the fraction of each sample
+    that comes from the sample itself rather than from its partner — and, where the method has one, the mask it
+    used.
 
     ``mask`` has one polarity in every method: 1 = the sample's own, 0 = the partner's (values in between
     are blends), broadcastable to the mixed tensor (``[1 or B, 1 or C, H, W]``); ``input = mask·first +
     (1 − mask)·second`` where ``(first, second)`` is ``sources``, or the input and its partners
-    ``x[index]`` when ``sources`` is None. ``sources`` is given only where the method rearranges both
-    images before masking (PuzzleMix's transport). mixup has no mask (its weight is λ everywhere).
+    ``x[index]`` when ``sources`` is None. A binary mask is ``bool`` (segmentation labels stay hard
+    under it). ``sources`` is given only where the method rearranges both
+    images before masking (PuzzleMix's transport). mixup has no mask (its weight is λ everywhere). ``index`` is
+    the partner of each sample (``x[index]``).
     """
 
     input: Tensor
-    target: Tensor
+    target: Tensor | PairTarget
     lam: Tensor
     mask: Tensor | None = None
     sources: tuple[Tensor, Tensor] | None = None
+    index: Tensor | None = None
 
 
 def pair_up(
     x: Tensor,
     target: Tensor,
-    num_classes: int,
+    num_classes: int | Targets,
     alpha: float,
     partner: str,
     generator: torch.Generator | None,
     *,
     ndim: int | None = None,
     method: str = "mixing",
-) -> tuple[Tensor, Tensor]:
+) -> tuple[TargetBatch, Tensor]:
     """Check ``alpha``, the input and the targets, then draw the partner index.
 
-    Returns ``(probs, index)``: the targets as probabilities ``[B, C]`` and the partner index on ``x``'s device.
+    ``num_classes``: the number of classes (the targets are class indices or probabilities, mixed into
+    probabilities), or a :class:`~lightning_mixup.functional.targets.Targets` for any other task or form.
+    Returns ``(targets, index)``: the checked targets, whose ``mix`` gives the mixed ones, and the partner
+    index on ``x``'s device.
     """
     check_alpha(alpha)
     check_input(x, ndim=ndim, method=method)
@@ -52,14 +60,13 @@ def pair_up(
 
 
 def pair_targets(
-    x: Tensor, target: Tensor, num_classes: int, partner: str, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor]:
-    """The targets as checked probabilities ``[B, C]`` and the partner index on ``x``'s device; ``x`` is only
-    read for its batch size and device (hidden-state mixers accept any input, token ids included)."""
-    probs = to_probs(target, num_classes)
-    check_same_batch(x, probs)
+    x: Tensor, target: Tensor, num_classes: int | Targets, partner: str, generator: torch.Generator | None
+) -> tuple[TargetBatch, Tensor]:
+    """The checked targets and the partner index on ``x``'s device; ``x`` is only read for its batch size, device
+    and image size (hidden-state mixers accept any input, token ids included)."""
+    targets = as_targets(num_classes).read(target, x)
     index = partner_index(x.shape[0], partner, generator=generator, device=x.device).to(x.device)
-    return probs, index
+    return targets, index
 
 
 def check_out(out: Tensor, x: Tensor) -> Tensor:

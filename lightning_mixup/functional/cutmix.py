@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lightning_mixup.functional.batch import MixedBatch, check_out, gather_partners, pair_up
 from lightning_mixup.functional.sampling import sample_lam
-from lightning_mixup.functional.targets import mix_targets
+from lightning_mixup.functional.targets import Targets
 from lightning_mixup.functional.validation import check_input
 
 
@@ -88,7 +88,7 @@ def cutmix(x: Tensor, index: Tensor, boxes: Tensor, out: Tensor | None = None) -
 def cutmix_batch(
     x: Tensor,
     target: Tensor,
-    num_classes: int,
+    num_classes: int | Targets,
     alpha: float = 1.0,
     *,
     per_sample: bool = False,
@@ -106,10 +106,10 @@ def cutmix_batch(
         >>> out.lam.shape
         torch.Size([8])
     """
-    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="CutMix")
+    targets, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="CutMix")
     batch, _, height, width = x.shape
     lam = sample_lam(alpha, batch if per_sample else None, generator=generator, device=x.device)
     boxes, lam = sample_boxes(lam, height, width, generator=generator)
     lam = lam.to(x.device)
     own = ~box_mask(boxes.to(x.device), height, width)
-    return MixedBatch(cutmix(x, index, boxes, out), mix_targets(probs, index, lam), lam, own)
+    return MixedBatch(cutmix(x, index, boxes, out), targets.mix(index, lam, own), lam, own, index=index)

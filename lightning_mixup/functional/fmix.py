@@ -15,7 +15,7 @@ from lightning_mixup.checks import check_number
 
 from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
 from lightning_mixup.functional.sampling import sample_beta, sample_lam
-from lightning_mixup.functional.targets import mix_targets
+from lightning_mixup.functional.targets import Targets
 from lightning_mixup.functional.validation import check_input
 
 
@@ -131,7 +131,7 @@ def check_fmix_params(decay_power: float, max_soft: float) -> None:
 def fmix_batch(
     x: Tensor,
     target: Tensor,
-    num_classes: int,
+    num_classes: int | Targets,
     alpha: float = 1.0,
     *,
     decay_power: float = 3.0,
@@ -144,7 +144,7 @@ def fmix_batch(
 ) -> MixedBatch:
     """Sample a partner index, λ ~ Beta(α, α) and one FMix mask for the batch or one per sample; mix inputs
     ``[B, C, H, W]`` and targets with λ = the mask's mean (the returned ``mask``, ``[1 or B, 1, H, W]``, 1 = the
-    sample's own). ``out``: see :func:`fmix`.
+    sample's own; bool when ``max_soft`` is 0). ``out``: see :func:`fmix`.
 
     ``reformulate``: the paper's reformulation (§4, official ``fmix_loss(..., reformulate=True)``): λ ~ Beta(α+1, α)
     and the mix is an augmentation of the first image, so the targets are its own label alone (the returned
@@ -157,7 +157,7 @@ def fmix_batch(
         (torch.Size([8, 3, 32, 32]), torch.Size([]))
     """
     check_fmix_params(decay_power, max_soft)
-    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="FMix")
+    targets, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="FMix")
     batch, _, height, width = x.shape
     size = batch if per_sample else None
     if reformulate:
@@ -165,6 +165,6 @@ def fmix_batch(
     else:
         lam = sample_lam(alpha, size, generator=generator, device=x.device)
     mask, lam = sample_masks(lam, height, width, decay_power, max_soft, generator=generator)
-    lam = lam.to(x.device)
-    targets = probs if reformulate else mix_targets(probs, index, lam)
-    return MixedBatch(fmix(x, index, mask, out), targets, lam, mask.to(x.device))
+    lam, mixed = lam.to(x.device), fmix(x, index, mask, out)
+    mask = mask.to(x.device) if max_soft else mask.to(x.device, torch.bool)  # binary: bool, labels stay hard
+    return MixedBatch(mixed, targets.own() if reformulate else targets.mix(index, lam, mask), lam, mask, index=index)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
 from lightning_mixup.functional.sampling import expand_lam, sample_lam
-from lightning_mixup.functional.targets import mix_targets
+from lightning_mixup.functional.targets import Targets
 
 
 def mixup(x: Tensor, index: Tensor, lam: Tensor | float, out: Tensor | None = None) -> Tensor:
@@ -33,7 +33,7 @@ def mixup(x: Tensor, index: Tensor, lam: Tensor | float, out: Tensor | None = No
 def mixup_batch(
     x: Tensor,
     target: Tensor,
-    num_classes: int,
+    num_classes: int | Targets,
     alpha: float = 1.0,
     *,
     per_sample: bool = False,
@@ -51,6 +51,6 @@ def mixup_batch(
         >>> out.input.shape, out.target.shape, out.lam.shape
         (torch.Size([8, 3, 4, 4]), torch.Size([8, 2]), torch.Size([]))
     """
-    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, method="mixup")
+    targets, index = pair_up(x, target, num_classes, alpha, partner, generator, method="mixup")
     lam = sample_lam(alpha, x.shape[0] if per_sample else None, generator=generator, device=x.device).to(x.device)
-    return MixedBatch(mixup(x, index, lam, out), mix_targets(probs, index, lam), lam)
+    return MixedBatch(mixup(x, index, lam, out), targets.mix(index, lam), lam, index=index)

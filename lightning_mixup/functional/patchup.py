@@ -14,7 +14,7 @@ from lightning_mixup.checks import check_choice, check_int, check_number
 
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.sampling import expand_lam, sample_lam
-from lightning_mixup.functional.targets import mix_targets
+from lightning_mixup.functional.targets import TargetBatch, Targets, mix_targets
 
 MODES = ("soft", "hard")
 
@@ -141,11 +141,24 @@ def unchanged_fraction(mask: Tensor) -> Tensor:
     return mask.flatten(1).mean(dim=1, dtype=torch.float64).float()
 
 
+def patchup_own_share(lam: Tensor | float, unchanged: Tensor, mode: str = "soft") -> Tensor:
+    """The share of each sample's own label in PatchUp's targets ``p_u·y + (1−p_u)·y_b``: ``p_u + (1−p_u)·λ`` (soft,
+    ``y_b = λ·y + (1−λ)·y[j]``) or ``p_u`` (hard, ``y_b = y[j]``); a scalar or ``[B]``.
+
+    Example:
+        >>> patchup_own_share(0.5, torch.tensor(0.5), "soft")
+        tensor(0.7500)
+    """
+    if mode == "hard":
+        return unchanged
+    lam = torch.as_tensor(lam, dtype=unchanged.dtype, device=unchanged.device)
+    return unchanged + (1.0 - unchanged) * lam
+
+
 def patchup_targets(probs: Tensor, index: Tensor, lam: Tensor | float, unchanged: Tensor, mode: str = "soft") -> Tensor:
     """``p_u·y + (1−p_u)·y_b`` with ``y_b = λ·y + (1−λ)·y[index]`` (soft) or ``y[index]`` (hard); ``unchanged`` is
     ``p_u``, a scalar or ``[B]``."""
-    mixed = mix_targets(probs, index, lam) if mode == "soft" else probs[index]
-    return torch.lerp(mixed, probs, expand_lam(unchanged.to(probs.device), probs))
+    return mix_targets(probs, index, patchup_own_share(lam, unchanged.to(probs.device), mode))
 
 
 LOSS_PARAMS = (1.0, 1.0)
@@ -167,7 +180,9 @@ def patchup_loss_targets(
     ``loss_params = [a, b]``, ``ỹ = p_u·y_a + (1−p_u)·y_b``) as ``weight·ℓ(ŷ, targets)``: exact for every loss
     affine in its target (cross-entropy, softmax-BCE, BCE), the weights summing to ``weight``.
 
-    ``own`` is ``y_a`` ``[B, C]``, ``mixed`` is ``ỹ``, ``unchanged`` is ``p_u`` (a scalar or ``[B]``). Returns
+    ``own`` is ``y_a`` ``[B, C]``, ``mixed`` is ``ỹ``, ``unchanged`` is ``p_u`` (a scalar or ``[B]``); or, the
+    formula being affine, ``own`` = 1 ``[B]`` and ``mixed`` = the share of ``y_a`` in ``ỹ``, which gives the share
+    of ``y_a`` in the returned targets (the callback's form, for every task). Returns
     ``(targets [B, C] summing to 1, weight)``, ``weight = (a−1)·p_u + 1 + b``: 2 with the official ``[1, 1]``, so a
     mixed batch weighs twice a clean one. With ``a = 1`` the targets are ``ỹ`` itself.
 
@@ -189,7 +204,7 @@ def patchup_loss_targets(
 
 def patchup_hidden(
     h: Tensor,
-    probs: Tensor,
+    targets: TargetBatch | Tensor,
     index: Tensor,
     lam: Tensor | float,
     mode: str = "soft",
@@ -201,8 +216,9 @@ def patchup_hidden(
 ) -> tuple[MixedBatch, Tensor]:
     """PatchUp of a feature map ``h [B, C, H, W]`` with a given partner ``index`` and λ: draws the block masks (one
     for the batch when ``shared_mask``, as the official code, else one per sample), mixes ``h`` and the targets
-    ``probs [B, C]``. Returns ``(MixedBatch(mixed h, targets, λ of each sample, own-weight mask), p_u)``, ``p_u``
-    the unchanged fraction of each mask (``[]`` shared, ``[B]`` per sample).
+    (probabilities ``[B, C]``, or checked :class:`~lightning_mixup.functional.targets.TargetBatch` of any per-sample
+    task). Returns ``(MixedBatch(mixed h, targets, λ of each sample, own-weight mask, index), p_u)``, ``p_u`` the
+    unchanged fraction of each mask (``[]`` shared, ``[B]`` per sample).
 
     Example:
         >>> h, probs = torch.randn(4, 2, 8, 8), torch.eye(4)
@@ -215,21 +231,26 @@ def patchup_hidden(
     """
     check_patchup_params(block_size, gamma, mode)
     check_feature_map(h, block_size)
+    if isinstance(targets, Tensor):
+        targets = Targets(targets.shape[-1]).read(targets, h)
+    if targets.spec.dense:
+        raise ValueError("PatchUp mixes per-sample targets only: its blocks live at a hidden layer's resolution")
     batch, channels, height, width = h.shape
     mask = block_masks(1 if shared_mask else batch, channels, height, width, block_size, gamma, generator=generator)
     mask = mask.to(h.device)
     unchanged = unchanged_fraction(mask)
     unchanged = unchanged[0] if shared_mask else unchanged
-    targets = patchup_targets(probs, index, lam, unchanged.to(probs.device), mode)
+    share = patchup_own_share(lam, unchanged.to(targets.value.device), mode)
     weight = own_weight(mask, lam, mode)
     lam_own = weight.flatten(1).mean(1, dtype=torch.float64).float().expand(batch)
-    return MixedBatch(patchup(h, index, lam, mask, mode), targets, lam_own, weight), unchanged
+    mixed = patchup(h, index, lam, mask, mode)
+    return MixedBatch(mixed, targets.mix(index, share), lam_own, weight, index=index), unchanged
 
 
 def patchup_batch(
     h: Tensor,
     target: Tensor,
-    num_classes: int,
+    num_classes: int | Targets,
     alpha: float = 2.0,
     mode: str = "soft",
     block_size: int = 7,
@@ -249,9 +270,9 @@ def patchup_batch(
         >>> out.input.shape, out.lam.shape, bool(torch.allclose(out.target.sum(1), torch.ones(8)))
         (torch.Size([8, 4, 8, 8]), torch.Size([8]), True)
     """
-    probs, index = pair_up(h, target, num_classes, alpha, partner, generator, ndim=4, method="PatchUp")
+    targets, index = pair_up(h, target, num_classes, alpha, partner, generator, ndim=4, method="PatchUp")
     lam = sample_lam(alpha, h.shape[0] if per_sample else None, generator=generator, device=h.device).to(h.device)
     mixed, _ = patchup_hidden(
-        h, probs, index, lam, mode, block_size, gamma, shared_mask=shared_mask, generator=generator
+        h, targets, index, lam, mode, block_size, gamma, shared_mask=shared_mask, generator=generator
     )
     return mixed

@@ -10,23 +10,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from lightning_mixup.functional.targets import TargetBatch, Targets
 
 
 def loss_input_grad(
     model: Callable[[Tensor], Tensor],
     x: Tensor,
-    probs: Tensor,
+    target: Tensor | TargetBatch,
     *,
     retain_graph: bool = False,
     source: str = "model(x)",
 ) -> tuple[Tensor, Tensor]:
-    """Gradient of ``cross_entropy(model(x), probs)`` with respect to ``x`` only: ``(grad, loss)``.
+    """Gradient of the loss of ``model(x)`` with respect to ``x`` only: ``(grad, loss)``. The loss is
+    ``cross_entropy(model(x), probs)`` for probabilities ``[B, C]``, or the task's own for checked targets
+    (:meth:`~lightning_mixup.functional.targets.TargetBatch.loss`: per-pixel cross-entropy for segmentation,
+    BCE for multi-label, MSE for regression).
 
     ``torch.autograd.grad`` on the input alone, so no parameter's ``.grad`` is touched. ``retain_graph`` keeps
     the graph, so that ``loss`` can still be back-propagated to the parameters (PuzzleMix's clean loss).
-    ``source`` names the model in the error raised when it does not return logits ``[B, C]``.
+    ``source`` names the model in the error raised when its output does not have the shape the targets need.
 
     Example:
         >>> model = torch.nn.Linear(3, 2)
@@ -34,15 +38,17 @@ def loss_input_grad(
         >>> grad.shape, grad.requires_grad, model.weight.grad is None
         (torch.Size([4, 3]), False, True)
     """
+    if isinstance(target, Tensor):
+        target = Targets(target.shape[-1]).read(target, x)
     with torch.enable_grad():
         x_var = x.detach().requires_grad_(True)
-        logits = model(x_var)
-        if logits.shape != probs.shape:
+        output = model(x_var)
+        if tuple(output.shape) != target.output_shape:
             raise ValueError(
-                f"saliency is computed from {source}, which must return logits [B, {probs.shape[1]}]; "
-                f"got shape {list(logits.shape)}"
+                f"saliency is computed from {source}, which must return an output of shape "
+                f"{list(target.output_shape)} for these {target.spec.task} targets; got shape {list(output.shape)}"
             )
-        loss = F.cross_entropy(logits.float(), probs)
+        loss = target.loss(output)
         (grad,) = torch.autograd.grad(loss, x_var, retain_graph=retain_graph)
     return grad.detach(), loss
 

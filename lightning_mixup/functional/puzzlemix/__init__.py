@@ -9,7 +9,7 @@ from lightning_mixup.functional.puzzlemix.mix import (
     puzzlemix,
     puzzlemix_batch,
     puzzlemix_sources,
-    transport_sources,
+    transport_plans,
 )
 from lightning_mixup.functional.saliency import input_saliency
 from lightning_mixup.functional.puzzlemix.solver import solve_masks
@@ -30,5 +30,5 @@ __all__ = [
     "puzzlemix_sources",
     "solve_masks",
     "transport_plan",
-    "transport_sources",
+    "transport_plans",
 ]

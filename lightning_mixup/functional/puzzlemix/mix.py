@@ -20,7 +20,7 @@ from lightning_mixup.functional.puzzlemix.energy import mask_problem, pool_salie
 from lightning_mixup.functional.puzzlemix.solver import solve_masks
 from lightning_mixup.functional.puzzlemix.transport import move_blocks, transport_plan
 from lightning_mixup.functional.sampling import sample_lam
-from lightning_mixup.functional.targets import mix_targets
+from lightning_mixup.functional.targets import Move, Targets
 
 GRIDS = (2, 4, 8, 16)
 
@@ -152,7 +152,7 @@ def puzzlemix(
         >>> mixed.shape, bool(((mask == 0) | (mask == 0.5) | (mask == 1)).all())
         (torch.Size([4, 3, 32, 32]), True)
     """
-    own, partner, block_mask = puzzlemix_sources(x, index, saliency, lam, grid, params, **options)
+    own, partner, block_mask, _ = puzzlemix_sources(x, index, saliency, lam, grid, params, **options)
     mask = F.interpolate(block_mask, size=x.shape[-1], mode="nearest")
     return torch.lerp(partner, own, mask), block_mask.flatten(1).mean(1), mask
 
@@ -169,10 +169,11 @@ def puzzlemix_sources(
     std: float | Sequence[float] | Tensor = 1.0,
     noise: Tensor | None = None,
     perturb: tuple[bool, bool] = (False, False),
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The two images PuzzleMix blends and the optimised block mask: ``(own, partner, block_mask [B, 1, n, n])``,
-    ``own``/``partner`` the sample and ``x[index]`` (noised where asked, then transported when
-    ``params.transport``); the mix is ``lerp(partner, own, block_mask upsampled)``.
+) -> tuple[Tensor, Tensor, Tensor, Move | None]:
+    """The two images PuzzleMix blends, the optimised block mask and the transport: ``(own, partner, block_mask
+    [B, 1, n, n], move)``, ``own``/``partner`` the sample and ``x[index]`` (noised where asked, then transported
+    when ``params.transport``); the mix is ``lerp(partner, own, block_mask upsampled)``. ``move(a, b)`` applies
+    the same transport to any other pair of ``[B, C', S, S]`` tensors (segmentation masks); None without one.
 
     Args:
         saliency: ``[B, S, S]`` non-negative saliency of each image (see
@@ -192,11 +193,15 @@ def puzzlemix_sources(
         own = ((pixels + noise).clamp(0, 1) - mean_t) / std_t
     if noise is not None and perturb[1]:
         partner = ((pixels[index] + noise[index]).clamp(0, 1) - mean_t) / std_t
+    move = None
     if params.transport:
-        own, partner = transport_sources(
-            own, partner, block_mask, saliency, index, params.sizes(side, grid)[2], params.t_eps
-        )
-    return own, partner, block_mask
+        plan_own, plan_partner = transport_plans(block_mask, saliency, index, params.sizes(side, grid)[2], params.t_eps)
+
+        def move(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+            return move_blocks(a, plan_own), move_blocks(b, plan_partner)
+
+        own, partner = move(own, partner)
+    return own, partner, block_mask, move
 
 
 def adversarial_start(
@@ -246,24 +251,22 @@ def optimal_mask(
     return (labels.to(pixels.dtype) / (params.n_labels - 1)).unsqueeze(1)
 
 
-def transport_sources(
-    own: Tensor, partner: Tensor, block_mask: Tensor, saliency: Tensor, index: Tensor, t_size: int, t_eps: float
+def transport_plans(
+    block_mask: Tensor, saliency: Tensor, index: Tensor, t_size: int, t_eps: float
 ) -> tuple[Tensor, Tensor]:
-    """Move the salient ``t_size``-pixel blocks of ``own`` into the region ``block_mask`` keeps of it, and those of
-    ``partner`` (saliency ``saliency[index]``) into the rest; returns the two rearranged images."""
-    side = own.shape[-1]
-    m = side // t_size
+    """Where the salient ``t_size``-pixel blocks of each sample go (into the region ``block_mask`` keeps of it) and
+    those of its partner (saliency ``saliency[index]``, into the rest): two :func:`~.transport.transport_plan`
+    permutations ``[B, m²]`` for :func:`~.transport.move_blocks`."""
+    m = saliency.shape[-1] // t_size
     t_mask = F.interpolate(block_mask, size=m, mode="nearest")[:, 0]
     t_saliency = pool_saliency(saliency, m)
-    own = move_blocks(own, transport_plan(t_mask > 0, t_saliency, t_eps))
-    partner = move_blocks(partner, transport_plan(t_mask < 1, t_saliency[index], t_eps))
-    return own, partner
+    return transport_plan(t_mask > 0, t_saliency, t_eps), transport_plan(t_mask < 1, t_saliency[index], t_eps)
 
 
 def puzzlemix_batch(
     x: Tensor,
     target: Tensor,
-    num_classes: int,
+    num_classes: int | Targets,
     saliency: Tensor,
     alpha: float = 1.0,
     params: PuzzleMixParams = PuzzleMixParams(),
@@ -278,7 +281,8 @@ def puzzlemix_batch(
 ) -> MixedBatch:
     """Draw a partner index, λ ~ Beta(α, α) and a grid from ``params.grids``, then mix with :func:`puzzlemix`.
     The targets are mixed with each sample's mask mean, which is also the returned ``lam`` ``[B]``; the
-    returned ``mask`` blends the returned ``sources`` (transported when ``params.transport``).
+    returned ``mask`` (bool when ``params.n_labels`` is 2) blends the returned ``sources`` (transported when
+    ``params.transport``); segmentation masks are transported and masked with them.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -290,14 +294,16 @@ def puzzlemix_batch(
     params.check_image(x)
     if saliency.shape != (x.shape[0], *x.shape[2:]):
         raise ValueError(f"saliency must have shape {[x.shape[0], *x.shape[2:]]}, got {list(saliency.shape)}")
-    probs, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="PuzzleMix")
+    targets, index = pair_up(x, target, num_classes, alpha, partner, generator, ndim=4, method="PuzzleMix")
     lam = sample_lam(alpha, x.shape[0] if per_sample else None, generator=generator, device=x.device).to(x.device)
     pick = torch.randint(len(params.grids), (), generator=generator, device=generator.device if generator else None)
     grid = params.grids[int(pick)]
-    own, other, block_mask = puzzlemix_sources(
+    own, other, block_mask, move = puzzlemix_sources(
         x, index, saliency, lam, grid, params, mean=mean, std=std, noise=noise, perturb=perturb
     )
     mask = F.interpolate(block_mask, size=x.shape[-1], mode="nearest")
     lam_mask = block_mask.flatten(1).mean(1)
     mixed = torch.lerp(other, own, mask)
-    return MixedBatch(mixed, mix_targets(probs, index, lam_mask), lam_mask, mask, (own, other))
+    mask = mask.bool() if params.n_labels == 2 else mask  # binary: bool, segmentation labels stay hard
+    target = targets.mix(index, lam_mask, mask, move)
+    return MixedBatch(mixed, target, lam_mask, mask, (own, other), index)
