@@ -76,13 +76,27 @@ class Recorder(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if not self.at_end:
-            self.batches.append([t.detach().clone() for t in batch])
+            self.batches.append([copy(t) for t in batch])
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.at_end:
-            self.batches.append([t.detach().clone() for t in batch])
+            self.batches.append([copy(t) for t in batch])
+
+
+def copy(value: Any) -> Any:
+    """A detached copy of a batch entry: a tensor, or a tuple of tensors such as a ``PairTarget``."""
+    if isinstance(value, tuple):
+        return type(value)(*(copy(v) for v in value))
+    return value.detach().clone()
+
+
+def same(first: Any, second: Any) -> bool:
+    """Whether two batch entries (tensors or tuples of tensors) are exactly equal."""
+    if isinstance(first, tuple):
+        return type(first) is type(second) and all(same(a, b) for a, b in zip(first, second))
+    return torch.equal(first, second)
 
 
 def make_loader(n: int = 32, batch_size: int = 8, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -> DataLoader:

@@ -14,6 +14,7 @@ import torch
 
 from lightning_mixup import Classifier, CutMix, FMix, MixingCallback, MixUp, RandomChoice
 from lightning_mixup.data import DigitsDataModule
+from lightning_mixup.functional import PairTarget
 from lightning_mixup.methods import get, names
 from lightning_mixup.models.nets import SmallCNN
 
@@ -29,7 +30,11 @@ class SaveTargets(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        self.targets.append(batch[1].clone())  # after the forward, where PatchUp fills its targets in
+        target = batch[1]  # after the forward, where PatchUp fills its targets in
+        if isinstance(target, PairTarget):  # the pair form, saved as the probabilities it stands for
+            a, b = (torch.nn.functional.one_hot(t, 10).float() for t in (target.a, target.b))
+            target = torch.lerp(b, a, target.weight[:, None])
+        self.targets.append(target.clone())
 
 
 def record_lam(mixer: MixingCallback, lams: list[torch.Tensor]) -> None:
@@ -65,6 +70,7 @@ def fit(callbacks: list[pl.Callback], ckpt_path: str | None = None, **trainer_kw
 def main(out: Path) -> None:
     mixers = {name: get(name).make(per_sample=True, **DDP_OPTIONS.get(name, {})) for name in NAMES}
     mixers["random_choice"] = RandomChoice([MixUp(), CutMix(), FMix()])
+    mixers["cutmix_pair"] = CutMix(per_sample=True, targets="pair")
     for name, mixer in mixers.items():
         pl.seed_everything(0)
         saver, lams = SaveTargets(), []

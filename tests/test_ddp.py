@@ -15,7 +15,7 @@ from conftest import free_port
 from ddp_fit import NAMES as MIXERS
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
-NAMES = (*MIXERS, "random_choice")
+NAMES = (*MIXERS, "random_choice", "cutmix_pair")
 
 
 @pytest.fixture(scope="module")

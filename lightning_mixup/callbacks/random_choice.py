@@ -16,9 +16,9 @@ from lightning_mixup.functional import MixedBatch
 class RandomChoice(MixingCallback):
     """Mix each training batch with one mixer drawn from ``mixers`` with probabilities ``weights``.
 
-    timm's "mixup or CutMix" switch, generalised. The wrapper's ``p``, epoch window, keys, number of
-    classes and generator govern; the chosen mixer contributes its method and hyper-parameters, and its
-    own ``p`` and epoch window are honoured as well. Every ``Callback`` hook of the wrapper but
+    timm's "mixup or CutMix" switch, generalised. The wrapper's ``p``, epoch window, keys, targets (number of
+    classes, ``task``, ``targets``, ``ignore_index``) and generator govern; the chosen mixer contributes its method
+    and hyper-parameters, and its own ``p`` and epoch window are honoured as well. Every ``Callback`` hook of the wrapper but
     ``on_train_batch_start`` is forwarded to each mixer (see :data:`FORWARDED_HOOKS`), so a mixer that relies
     on any of them (hidden-state mixers register their hooks in ``setup``) works inside it. Pass the mixers to
     ``RandomChoice`` only, not to the ``Trainer`` too.
@@ -26,8 +26,8 @@ class RandomChoice(MixingCallback):
     Args:
         mixers: the mixing callbacks to choose from (at least one).
         weights: non-negative weights, one per mixer, normalised to sum to 1 (None: uniform).
-        **kwargs: ``p``, ``start_epoch``, ``stop_epoch``, keys, ``num_classes``, ``seed`` as for
-            :class:`MixingCallback`.
+        **kwargs: ``p``, ``start_epoch``, ``stop_epoch``, keys, ``num_classes``, ``seed``, ``task``, ``targets``,
+            ``ignore_index`` as for :class:`MixingCallback`.
 
     Example:
         >>> from lightning_mixup import CutMix, MixUp
@@ -42,6 +42,7 @@ class RandomChoice(MixingCallback):
         for mixer in mixers:
             if not isinstance(mixer, MixingCallback):
                 raise TypeError(f"RandomChoice takes mixing callbacks, got {mixer!r}")
+            mixer.check_task(self.task, self.targets)  # the wrapper's targets govern
         if weights is None:
             weights = [1.0] * len(mixers)
         weights = [float(w) for w in weights]

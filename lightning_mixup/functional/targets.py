@@ -140,8 +140,8 @@ class TargetBatch:
             own, other = move(own, other)
         batch, _, height, width = own.shape
         if mask is None:
-            mask = torch.as_tensor(lam, dtype=torch.float32, device=value.device)
-            mask = expand_lam(mask, own).expand(batch, 1, height, width) if mask.ndim else mask.expand(batch, 1, 1, 1)
+            mask = torch.as_tensor(lam, dtype=torch.float32, device=value.device).reshape(-1, 1, 1, 1)
+            mask = mask.expand(batch, 1, height, width)
         mask = mask.to(value.device)
         if self.spec.form == "pair":
             weight = mask.to(torch.float32).expand(batch, 1, height, width)[:, 0]
