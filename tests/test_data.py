@@ -209,13 +209,13 @@ def test_toy2d_datamodule_bad_name_lists_valid_names() -> None:
 
 
 def test_label_noise_corrupts_exactly_that_fraction_of_the_training_labels_only() -> None:
-    clean, noisy = DigitsDataModule(), DigitsDataModule(label_noise=0.4, noise_seed=3)
+    clean, noisy = DigitsDataModule(), DigitsDataModule(label_noise=0.4, label_noise_seed=3)
     clean.setup("fit"), noisy.setup("fit")
     (_, y_clean), (_, y_noisy) = clean.train_set.tensors, noisy.train_set.tensors
     assert int((y_clean != y_noisy).sum()) == round(0.4 * len(y_clean))
     assert torch.equal(clean.val_set.tensors[1], noisy.val_set.tensors[1])  # validation (and test) stay clean
     assert torch.equal(clean.test_set.tensors[1], noisy.test_set.tensors[1])
-    again = DigitsDataModule(label_noise=0.4, noise_seed=3)
+    again = DigitsDataModule(label_noise=0.4, label_noise_seed=3)
     again.setup("fit")
     assert torch.equal(again.train_set.tensors[1], y_noisy)  # seeded
     wrong = y_noisy[y_clean != y_noisy] - y_clean[y_clean != y_noisy]

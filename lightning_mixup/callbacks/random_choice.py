@@ -18,10 +18,10 @@ class RandomChoice(MixingCallback):
 
     timm's "mixup or CutMix" switch, generalised. The wrapper's ``p``, epoch window, keys, targets (number of
     classes, ``task``, ``targets``, ``ignore_index``) and generator govern; the chosen mixer contributes its method
-    and hyper-parameters, and its own ``p`` and epoch window are honoured as well. Every ``Callback`` hook of the wrapper but
-    ``on_train_batch_start`` is forwarded to each mixer (see :data:`FORWARDED_HOOKS`), so a mixer that relies
-    on any of them (hidden-state mixers register their hooks in ``setup``) works inside it. Pass the mixers to
-    ``RandomChoice`` only, not to the ``Trainer`` too.
+    and hyper-parameters, and its own ``p`` and epoch window are honoured as well. Every ``Callback`` hook of the
+    wrapper but ``on_train_batch_start`` is forwarded to each mixer (see :data:`FORWARDED_HOOKS`), so a mixer that
+    relies on any of them (hidden-state mixers register their hooks in ``setup``) works inside it. Pass the mixers
+    to ``RandomChoice`` only, not to the ``Trainer`` too.
 
     Args:
         mixers: the mixing callbacks to choose from (at least one).

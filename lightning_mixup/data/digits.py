@@ -43,7 +43,7 @@ class DigitsDataModule(InMemoryDataModule):
     split's mean/std (stored as ``mean`` / ``std`` after :meth:`setup`).
     The stratified split depends only on ``split_seed``; the train shuffling
     order only on ``shuffle_seed``. ``label_noise``: the fraction of training
-    labels replaced by another class (symmetric noise, seeded by ``noise_seed``;
+    labels replaced by another class (symmetric noise, seeded by ``label_noise_seed``;
     validation and test stay clean), as in the mixup paper's label-noise study.
 
     Example:
@@ -68,7 +68,7 @@ class DigitsDataModule(InMemoryDataModule):
         drop_last: bool = False,
         shuffle_seed: int = 0,
         label_noise: float = 0.0,
-        noise_seed: int = 0,
+        label_noise_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, shuffle_seed, num_workers=num_workers, drop_last=drop_last)
         check_fractions(val_fraction, test_fraction)
@@ -76,7 +76,7 @@ class DigitsDataModule(InMemoryDataModule):
         check_int("split_seed", split_seed)
         check_bool("normalize", normalize)
         check_number("label_noise", label_noise, 0.0, 1.0)
-        check_int("noise_seed", noise_seed)
+        check_int("label_noise_seed", label_noise_seed)
         self.save_hyperparameters()
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -84,7 +84,7 @@ class DigitsDataModule(InMemoryDataModule):
         self.split_seed = split_seed
         self.normalize = normalize
         self.label_noise = float(label_noise)
-        self.noise_seed = noise_seed
+        self.label_noise_seed = label_noise_seed
         self.input_shape: tuple[int, int, int] = (1, image_size, image_size)
         self.mean: float | None = None
         self.std: float | None = None
@@ -103,7 +103,7 @@ class DigitsDataModule(InMemoryDataModule):
             self.mean = train_x.mean().item()
             self.std = train_x.std().item()
             x = (x - self.mean) / self.std
-        train_y = symmetric_label_noise(y[train], self.num_classes, self.label_noise, self.noise_seed)
+        train_y = symmetric_label_noise(y[train], self.num_classes, self.label_noise, self.label_noise_seed)
         return (
             TensorDataset(x[train], train_y),
             TensorDataset(x[val], y[val]),

@@ -130,9 +130,7 @@ class GANModule(pl.LightningModule):
         if num_threads is not None:
             check_positive_int("num_threads", num_threads)
         self.automatic_optimization = False
-        # noise_seed stays out of the logged hparams: a datamodule's own `noise_seed` (the digits' label noise)
-        # would clash with it when Lightning merges the two for the logger (the noise state is in checkpoints).
-        self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer", "noise_seed"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"])
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
