@@ -16,14 +16,15 @@ _HOMES = {
         "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "HiddenStateMixer", "ManifoldMixup", "MixedBatchLogger",
         "MixUp", "Mixer", "MixingCallback", "MixStep", "PatchUp", "PuzzleMix", "RandomChoice",
     ),
+    "lightning_mixup.metrics": ("MixedAccuracy",),
     "lightning_mixup.models": ("Classifier", "GANModule"),
 }  # fmt: skip
 _HOME_OF = {name: module for module, exported in _HOMES.items() for name in exported}
 
 __all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
     "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "HiddenStateMixer",
-    "ManifoldMixup", "MixStep", "MixUp", "MixedBatchLogger", "Mixer", "MixingCallback", "PatchUp", "PuzzleMix",
-    "RandomChoice", "__version__",
+    "ManifoldMixup", "MixStep", "MixUp", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "PatchUp",
+    "PuzzleMix", "RandomChoice", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         PuzzleMix,
         RandomChoice,
     )
+    from lightning_mixup.metrics import MixedAccuracy
     from lightning_mixup.models import Classifier, GANModule
 
 

@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.utils.data import DataLoader, TensorDataset
+
 from conftest import make_loader, make_trainer
 from lightning_mixup import Classifier, MixUp
+from lightning_mixup.functional import PairTarget, Targets
 
 
 def _model(**kwargs: Any) -> Classifier:
@@ -64,6 +67,9 @@ def test_bf16_logits_are_handled_in_float32() -> None:
         ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\), got 1.0"),
         ({"num_classes": 1}, "num_classes must be an int >= 2, got 1"),
         ({"net": "resnet"}, "net must be an nn.Module, got str"),
+        ({"task": "binary"}, "task must be one of .*got 'binary'"),
+        ({"task": "multilabel", "loss": "ce"}, "loss='ce' does not fit task='multilabel'.*use one of"),
+        ({"task": "multilabel", "loss": "softmax_bce"}, "loss='softmax_bce' does not fit task='multilabel'"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -116,3 +122,67 @@ def test_softmax_bce_trains(tmp_path: Any) -> None:
     model = _model(loss="softmax_bce", optimizer=partial(torch.optim.SGD, lr=0.5))
     make_trainer([MixUp(seed=0)], max_epochs=2).fit(model, make_loader())
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _pair_and_mixed(task: str = "multiclass", seed: int = 0) -> tuple[PairTarget, torch.Tensor]:
+    """The same mix of a batch of 8 in both forms: ``Targets(form="pair")`` and the default mixed form."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(8, 3, 8, 8, generator=g)
+    y = torch.randint(0, 4, (8,), generator=g) if task == "multiclass" else (torch.rand(8, 4, generator=g) < 0.5)
+    index, lam = torch.randperm(8, generator=g), torch.rand(8, generator=g)
+    pair = Targets(4, task=task, form="pair").read(y, x).mix(index, lam)
+    mixed = Targets(4, task=task).read(y, x).mix(index, lam)
+    assert isinstance(pair, PairTarget) and isinstance(mixed, torch.Tensor)
+    return pair, mixed
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce", "softmax_bce"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_pair_form_loss_equals_the_mixed_form_loss(loss: str, smoothing: float) -> None:
+    """Each loss is affine in the target, so ``w·ℓ(a) + (1 − w)·ℓ(b) = ℓ(w·a + (1 − w)·b)``, gradients too."""
+    model = _model(loss=loss, label_smoothing=smoothing)
+    pair, mixed = _pair_and_mixed()
+    logits = torch.randn(8, 4, requires_grad=True)
+    torch.testing.assert_close(model.loss(logits, pair), model.loss(logits, mixed))
+    (grad_pair,) = torch.autograd.grad(model.loss(logits, pair), logits)
+    (grad_mixed,) = torch.autograd.grad(model.loss(logits, mixed), logits)
+    torch.testing.assert_close(grad_pair, grad_mixed)
+    torch.testing.assert_close(model.sample_loss(logits, mixed).mean(), model.loss(logits, mixed))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_multilabel_bce_on_pairs_and_mixed_rows(smoothing: float) -> None:
+    model = _model(task="multilabel", label_smoothing=smoothing)
+    assert model.loss_name == "bce"
+    pair, mixed = _pair_and_mixed("multilabel")
+    logits = torch.randn(8, 4)
+    smoothed = mixed * (1 - smoothing) + smoothing / 2  # each label ε/2 towards 1/2
+    expected = F.binary_cross_entropy_with_logits(logits, smoothed, reduction="none").sum(1).mean()
+    torch.testing.assert_close(model.loss(logits, mixed), expected)
+    torch.testing.assert_close(model.loss(logits, pair), expected)
+
+
+def test_fit_with_pair_targets_logs_mixed_training_accuracy() -> None:
+    model = _model()
+    loader = make_loader()
+    trainer = make_trainer([MixUp(targets="pair", seed=0)], max_epochs=1)
+    trainer.fit(model, loader, loader)
+    metrics = trainer.callback_metrics
+    assert {"train/loss", "train/acc", "train/acc_dominant", "val/acc"} <= set(metrics)
+    assert 0 <= float(metrics["train/acc"]) <= 1 and 0 <= float(metrics["train/acc_dominant"]) <= 1
+
+
+def test_multilabel_fit_validates_with_multilabel_metrics() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, 8, 8, generator=g), (torch.rand(32, 4, generator=g) < 0.3).long()
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    model = _model(task="multilabel", optimizer=partial(torch.optim.SGD, lr=0.1))
+    trainer = make_trainer([MixUp(task="multilabel", num_classes=4, seed=0)], max_epochs=1)
+    trainer.fit(model, loader, loader)
+    metrics = trainer.callback_metrics
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1"} <= set(metrics)
+    assert "val/ece" not in metrics
+    assert all(0 <= float(metrics[k]) <= 1 for k in ("train/acc", "val/acc", "val/f1"))
+    preds = torch.cat(trainer.predict(model, loader))  # sigmoid per label: rows need not sum to 1
+    assert preds.shape == (32, 4) and bool(((preds > 0) & (preds < 1)).all())
+    torch.testing.assert_close(preds, torch.sigmoid(model(x)))

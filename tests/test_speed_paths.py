@@ -103,3 +103,28 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
 def test_unknown_benchmark_method() -> None:
     with pytest.raises(ValueError, match=r"unknown method\(s\) \['puzzle'\]"):
         run(["puzzle"], quick=True)
+
+
+def test_quick_loss_and_segmentation_sections(capsys: pytest.CaptureFixture[str]) -> None:
+    records = main(["--quick", "--sections", "loss,segmentation", "mixup", "cutmix", "fmix", "puzzlemix"])
+    parts = {(r["method"], r["mode"], r["part"]) for r in records}
+    assert {("cross_entropy", form, part) for form in ("mixed", "pair") for part in ("loss", "mix+loss")} == {
+        p for p in parts if p[0] == "cross_entropy"
+    }
+    for method in ("mixup", "cutmix", "fmix", "puzzlemix"):
+        assert {(method, "batch", part) for part in ("step_labels", "step_seg", "step_seg_pair")} <= parts
+    assert all(r["ms"] > 0 for r in records)
+    ratios = [r for r in records if r["ratio"] is not None]
+    assert ratios and all(r["ratio"] > 0 for r in ratios)
+    assert {r["part"] for r in ratios} == {"loss", "mix+loss", "step_seg", "step_seg_pair"}
+    table = capsys.readouterr().out
+    assert "| cross_entropy | pair | loss |" in table and "| puzzlemix | batch | step_seg |" in table
+
+
+def test_benchmark_sections_are_checked() -> None:
+    records = run(["manifold_mixup"], quick=True, sections=["segmentation"])  # no segmentation op: nothing to time
+    assert records == []
+    with pytest.raises(ValueError, match=r"unknown section\(s\) \['losses'\]"):
+        run(["mixup"], quick=True, sections=["losses"])
+    with pytest.raises(SystemExit):
+        main(["--quick", "--sections", "loss,segmentaton"])

@@ -9,11 +9,20 @@ preallocated tensor. For each mixer, in batch and per-sample mode, this measures
 - ``throughput``: training samples/s of a small CNN with the mixer ÷ without (hidden-state mixers too);
 - PuzzleMix: the mask solver on 100 problems per grid size and label count, ÷ pyGCO's α-β swap called in a
   serial loop (as the official code does; needs ``gco-wrapper``), the mean energy ÷ pyGCO's, and a whole
-  training step (saliency pass, mask, transport, forward, backward) ÷ a MixUp step on the same model and batch.
+  training step (saliency pass, mask, transport, forward, backward) ÷ a MixUp step on the same model and batch;
+- ``loss`` (opt-in): forward + backward of the loss alone from logits ``[256, C]`` at 1,000 and 10,000 classes,
+  the pair form (:func:`~lightning_mixup.functional.pair_loss` with index cross-entropy) ÷ the soft-target
+  cross-entropy of the mixed probabilities, without and with reading and mixing the class indices;
+- ``segmentation`` (opt-in): MixUp's, CutMix's, FMix's and PuzzleMix's whole ``*_batch`` call on a class-index
+  mask ``[B, H, W]`` (21 classes; mixed form, and pair form) ÷ the same call on class indices ``[B]``.
+
+The variants a ratio compares are timed in alternating rounds of one run (each round draws the same randomness
+for all of them). Each figure is a section (``--sections``); the default runs every section but the opt-in ones.
 
 Usage::
 
-    python -m lightning_mixup.bench [METHODS...] [--device cpu|cuda] [--json FILE] [--quick]
+    python -m lightning_mixup.bench [METHODS...] [--sections NAME,...] [--device cpu|cuda] [--threads N]
+        [--json FILE] [--quick]
 
 Example:
     >>> records = run(["mixup"], device="cpu", quick=True)
@@ -26,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -41,9 +51,21 @@ from lightning.pytorch.plugins.precision import Precision
 
 from lightning_mixup.bench.pygco import gco_labels, random_problems
 from lightning_mixup.callbacks import Mixer, MixUp, PuzzleMix
-from lightning_mixup.functional import cutmix, fmix, partner_index, sample_boxes, sample_lam, sample_masks
-from lightning_mixup.functional.puzzlemix import energy, solve_masks
-from lightning_mixup.functional.puzzlemix.mix import GRIDS
+from lightning_mixup.functional import (
+    Targets,
+    cutmix,
+    cutmix_batch,
+    fmix,
+    fmix_batch,
+    mixup_batch,
+    pair_loss,
+    partner_index,
+    sample_boxes,
+    sample_lam,
+    sample_masks,
+)
+from lightning_mixup.functional.puzzlemix import energy, puzzlemix_batch, solve_masks
+from lightning_mixup.functional.puzzlemix.mix import GRIDS, PuzzleMixParams
 from lightning_mixup.methods import get, names
 from lightning_mixup.models.nets import SmallCNN
 
@@ -52,6 +74,17 @@ METHODS = tuple(names("input", "hidden", "saliency"))
 SHAPES = ((256, 3, 32, 32), (64, 3, 224, 224))
 QUICK_SHAPES = ((8, 3, 16, 16),)
 NUM_CLASSES = 10
+SECTIONS = ("steps", "masks", "throughput", "puzzlemix", "loss", "segmentation")
+"""Every figure of the benchmark, in the order they run (see the module docstring)."""
+DEFAULT_SECTIONS = ("steps", "masks", "throughput", "puzzlemix")
+"""The sections a run without ``--sections`` gives; ``loss`` and ``segmentation`` (about 25 s together on 1 CPU
+thread) are opt-in."""
+LOSS_BATCH = 256
+LOSS_CLASSES = (1000, 10000)
+SEG_SHAPE = (64, 3, 64, 64)
+SEG_CLASSES = 21
+SEG_OPS: dict[str, Callable[..., Any]] = {"mixup": mixup_batch, "cutmix": cutmix_batch, "fmix": fmix_batch}
+"""The ``*_batch`` ops of the segmentation section; PuzzleMix's (which needs a saliency) is added apart."""
 
 
 class _Module(nn.Module):
@@ -111,6 +144,34 @@ def median_ms(
         sync()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def interleaved_ms(
+    fns: dict[str, Callable[[int], Any]],
+    device: torch.device,
+    repeat: int,
+    warmup: int = 2,
+    budget_s: float = 2.0,
+) -> dict[str, float]:
+    """Median wall time in milliseconds of each of ``fns``, called in alternating rounds (every function once per
+    round, in order) so that a ratio between them is measured under the same conditions; each call gets the
+    round's number (to seed the same draws for every variant). ``repeat`` rounds (fewer, but at least 5, once
+    ``budget_s`` per function is spent)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for i in range(warmup):
+        for fn in fns.values():
+            fn(-1 - i)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    rounds = 0
+    while rounds < repeat and (rounds < 5 or sum(map(sum, times.values())) < budget_s * len(fns)):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn(rounds)
+            sync()
+            times[name].append(time.perf_counter() - start)
+        rounds += 1
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def _once_ms(fn: Callable[[], Any], device: torch.device) -> float:
@@ -316,28 +377,123 @@ def _step_ratio(
     ]  # fmt: skip
 
 
-def run(methods: Sequence[str] = METHODS, device: str = "cpu", quick: bool = False) -> list[dict[str, Any]]:
-    """Run every figure for ``methods`` on ``device``; ``quick`` uses tiny shapes and few repeats (for CI)."""
+def bench_loss(batch: int, classes: Sequence[int], device: torch.device, repeat: int) -> list[dict[str, Any]]:
+    """Forward + backward of the mixed loss alone from logits ``[batch, C]``: the soft-target cross-entropy of the
+    mixed probabilities (form ``"mixed"``) and :func:`pair_loss` with index cross-entropy (form ``"pair"``), each
+    with its targets given (``loss``) and with reading and mixing the class indices in the timing (``mix+loss``);
+    the pair form ÷ the mixed form. Per-sample λ."""
+    ce = nn.CrossEntropyLoss(reduction="none")
+    records = []
+    for num_classes in classes:
+        g = torch.Generator(device=device).manual_seed(0)
+        logits = torch.randn(batch, num_classes, generator=g, device=device).requires_grad_()
+        y = torch.randint(0, num_classes, (batch,), generator=g, device=device)
+        index = partner_index(batch, generator=g, device=device)
+        lam = sample_lam(1.0, batch, generator=g, device=device)
+        specs = {form: Targets(num_classes, form=form) for form in ("mixed", "pair")}
+        given = {form: spec.read(y, logits).mix(index, lam) for form, spec in specs.items()}
+
+        def loss(form: str, target: Any) -> None:
+            logits.grad = None
+            if form == "mixed":
+                F.cross_entropy(logits, target).backward()
+            else:
+                pair_loss(ce, logits, target).backward()
+
+        fns: dict[str, Callable[[int], Any]] = {}
+        for form in specs:
+            fns[f"{form} loss"] = lambda _, form=form: loss(form, given[form])
+            fns[f"{form} mix+loss"] = lambda _, form=form: loss(form, specs[form].read(y, logits).mix(index, lam))
+        ms = interleaved_ms(fns, device, repeat)
+        shape = (batch, num_classes)
+        for part in ("loss", "mix+loss"):
+            mixed, pair = ms[f"mixed {part}"], ms[f"pair {part}"]
+            records += [
+                _record("cross_entropy", "mixed", part, shape, device, torch.float32, mixed, None),
+                _record("cross_entropy", "pair", part, shape, device, torch.float32, pair, pair / mixed,
+                        f"mixed form {part}"),
+            ]  # fmt: skip
+    return records
+
+
+def _seeded(op: Callable[..., Any], x: torch.Tensor, target: Any, spec: Any, gen: torch.Generator, seed: int) -> Any:
+    """``op(x, target, spec)`` with ``gen`` seeded by the round: every variant of a round draws the same."""
+    return op(x, target, spec, generator=gen.manual_seed(1000 + seed))
+
+
+def bench_segmentation(
+    methods: Sequence[str], shape: Sequence[int], num_classes: int, device: torch.device, repeat: int
+) -> list[dict[str, Any]]:
+    """The whole ``*_batch`` call of each of ``methods`` (those with a segmentation-capable op) on class-index
+    masks ``[B, H, W]`` (mixed and pair form) ÷ the same call on class indices ``[B]`` (mixed into probabilities),
+    alternating rounds with the same draws. PuzzleMix gets a fixed saliency (the images' mean absolute value)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(*shape, generator=g, device=device)
+    labels = torch.randint(0, num_classes, (shape[0],), generator=g, device=device)
+    masks = torch.randint(0, num_classes, (shape[0], *shape[2:]), generator=g, device=device)
+    saliency = x.abs().mean(1)
+    variants = {
+        "step_labels": (labels, num_classes),
+        "step_seg": (masks, Targets(num_classes, task="segmentation")),
+        "step_seg_pair": (masks, Targets(num_classes, task="segmentation", form="pair")),
+    }
+    ops = {m: SEG_OPS[m] for m in methods if m in SEG_OPS}
+    if "puzzlemix" in methods:
+        grids = tuple(grid for grid in PuzzleMixParams().grids_that_fit(shape[-1]) if grid in GRIDS)
+        ops["puzzlemix"] = functools.partial(puzzlemix_batch, saliency=saliency, params=PuzzleMixParams(grids=grids))
+    records = []
+    for method, op in ops.items():
+        gen = torch.Generator(device=device)
+        fns = {part: functools.partial(_seeded, op, x, target, spec, gen) for part, (target, spec) in variants.items()}
+        ms = interleaved_ms(fns, device, repeat)
+        base = ms["step_labels"]
+        records.append(_record(method, "batch", "step_labels", shape, device, torch.float32, base, None))
+        for part in ("step_seg", "step_seg_pair"):
+            records.append(
+                _record(
+                    method, "batch", part, shape, device, torch.float32, ms[part], ms[part] / base, "labels [B] step"
+                )
+            )
+    return records
+
+
+def run(
+    methods: Sequence[str] = METHODS,
+    device: str = "cpu",
+    quick: bool = False,
+    sections: Sequence[str] = DEFAULT_SECTIONS,
+) -> list[dict[str, Any]]:
+    """Run the ``sections`` (see :data:`SECTIONS`) for ``methods`` on ``device``; ``quick`` uses tiny shapes and
+    few repeats (for CI). ``loss`` does not depend on the methods."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad:
+        raise ValueError(f"unknown section(s) {bad}; choose from {list(SECTIONS)}")
     dev = torch.device(device)
     shapes = QUICK_SHAPES if quick else SHAPES
     repeat = 3 if quick else 25
     dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
     records: list[dict[str, Any]] = []
-    for shape in shapes if any(get(m).kind == "input" for m in methods) else ():
-        for dtype in dtypes:
-            records += bench_steps(methods, shape, dev, dtype, repeat)
-    if "fmix" in methods:
+    if "steps" in sections:
+        for shape in shapes if any(get(m).kind == "input" for m in methods) else ():
+            for dtype in dtypes:
+                records += bench_steps(methods, shape, dev, dtype, repeat)
+    if "masks" in sections and "fmix" in methods:
         records += bench_masks((16,) if quick else (32, 224), 8 if quick else 256, dev, repeat)
     throughput_methods = [m for m in methods if get(m).kind != "saliency"]  # PuzzleMix: its own step ratio
-    if quick:
+    if "throughput" in sections and quick:
         records += bench_throughput(throughput_methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
-    else:
+    elif "throughput" in sections:
         records += bench_throughput(throughput_methods, (128, 3, 32, 32), dev, width=32, steps=4, rounds=4)
-    if "puzzlemix" in methods:
+    if "puzzlemix" in sections and "puzzlemix" in methods:
         records += bench_puzzlemix(dev, quick, repeat)
+    if "loss" in sections:
+        records += bench_loss(8 if quick else LOSS_BATCH, (16,) if quick else LOSS_CLASSES, dev, repeat)
+    if "segmentation" in sections:
+        shape = (4, 3, 16, 16) if quick else SEG_SHAPE
+        records += bench_segmentation(methods, shape, 5 if quick else SEG_CLASSES, dev, 3 if quick else 15)
     for r in records:
         r.setdefault("device", dev.type)
     return records
@@ -361,13 +517,30 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--json", dest="json_file", help="write the records to this file")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, few repeats: checks that it runs")
+    parser.add_argument(
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        metavar="NAME,...",
+        help=f"comma-separated, any of {', '.join(SECTIONS)} or 'all' (default: {','.join(DEFAULT_SECTIONS)})",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's); 1 is steadier on a busy host"
+    )
     args = parser.parse_args(argv)
     for method in args.methods:
         if method not in METHODS:
             parser.error(f"argument METHOD: invalid choice: {method!r} (choose from {', '.join(METHODS)})")
+    sections = SECTIONS if args.sections == "all" else tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    for section in sections:
+        if section not in SECTIONS:
+            parser.error(f"argument --sections: invalid choice: {section!r} (choose from {', '.join(SECTIONS)}, all)")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    records = run(args.methods or METHODS, args.device, args.quick)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"argument --threads: must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    records = run(args.methods or METHODS, args.device, args.quick, sections)
     print(format_table(records))
     if args.json_file:
         with open(args.json_file, "w") as f:

@@ -98,6 +98,8 @@ def cutmix_batch(
 ) -> MixedBatch:
     """Sample a partner index, λ ~ Beta(α, α) and a box (one for the batch or one per sample); mix
     inputs ``[B, C, H, W]`` and targets with λ corrected to the pasted area. ``out``: see :func:`cutmix`.
+    ``num_classes``: the number of classes, or a :class:`~lightning_mixup.functional.Targets` (multi-label,
+    regression, segmentation masks, the pair form).
     The returned ``mask`` is True outside the box (the sample's own pixels), ``[1 or B, 1, H, W]``.
 
     Example:

@@ -144,7 +144,8 @@ def fmix_batch(
 ) -> MixedBatch:
     """Sample a partner index, λ ~ Beta(α, α) and one FMix mask for the batch or one per sample; mix inputs
     ``[B, C, H, W]`` and targets with λ = the mask's mean (the returned ``mask``, ``[1 or B, 1, H, W]``, 1 = the
-    sample's own; bool when ``max_soft`` is 0). ``out``: see :func:`fmix`.
+    sample's own; bool when ``max_soft`` is 0). ``out``: see :func:`fmix`. ``num_classes``: the number of classes,
+    or a :class:`~lightning_mixup.functional.Targets` (multi-label, regression, segmentation masks, the pair form).
 
     ``reformulate``: the paper's reformulation (§4, official ``fmix_loss(..., reformulate=True)``): λ ~ Beta(α+1, α)
     and the mix is an augmentation of the first image, so the targets are its own label alone (the returned

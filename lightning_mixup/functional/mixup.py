@@ -44,6 +44,8 @@ def mixup_batch(
     """Sample a partner index and λ ~ Beta(α, α) (one per batch or one per sample) and mix inputs and targets.
 
     Works on inputs of any shape ``[B, ...]``. Draws happen on the generator's device. ``out``: see :func:`mixup`.
+    ``num_classes``: the number of classes, or a :class:`~lightning_mixup.functional.Targets` (multi-label,
+    regression, segmentation masks, the pair form).
 
     Example:
         >>> x, y = torch.randn(8, 3, 4, 4), torch.arange(8) % 2

@@ -262,7 +262,8 @@ def patchup_batch(
     generator: torch.Generator | None = None,
 ) -> MixedBatch:
     """Draw a partner index and λ ~ Beta(α, α), then :func:`patchup_hidden`: PatchUp of a feature map
-    ``[B, C, H, W]`` (the callback applies it to a hidden layer's output during the forward).
+    ``[B, C, H, W]`` (the callback applies it to a hidden layer's output during the forward). ``num_classes``: the
+    number of classes, or a :class:`~lightning_mixup.functional.Targets` (multi-label, regression, the pair form).
 
     Example:
         >>> h, y = torch.randn(8, 4, 8, 8), torch.arange(8) % 4

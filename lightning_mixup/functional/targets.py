@@ -32,7 +32,8 @@ class PairTarget(NamedTuple):
     """Mixed targets in pair form: the batch's own targets ``a``, the partners' ``b`` (moved with their pixels
     where the method rearranges the image) and ``weight``, the share of ``a``: float ``[B]`` per sample, or
     ``[B, H, W]`` per pixel for segmentation. The mixed loss is ``weight·ℓ(out, a) + (1−weight)·ℓ(out, b)``
-    (:func:`pair_loss`); ``a`` and ``b`` keep the form they came in (class indices stay class indices).
+    (:func:`pair_loss`); ``a`` and ``b`` keep the form they came in (class indices stay class indices), but
+    multi-label rows become float32.
     """
 
     a: Tensor
@@ -99,10 +100,12 @@ class Targets:
         if target.ndim == 0 or target.shape[0] != x.shape[0]:
             raise ValueError(f"input has batch size {x.shape[0]} but targets have shape {list(target.shape)}")
         if self.task == "multiclass":
-            probs = to_probs(target, self.num_classes)
-            return TargetBatch(self, probs if self.form == "mixed" else target)
+            if self.form == "pair":  # checked as to_probs would, without building the rows it would throw away
+                check_classes(target, self.num_classes)
+                return TargetBatch(self, target)
+            return TargetBatch(self, to_probs(target, self.num_classes))
         if self.task == "multilabel":
-            return TargetBatch(self, _check_multilabel(target, self.num_classes))
+            return TargetBatch(self, check_multilabel(target, self.num_classes))
         if self.task == "regression":
             if not target.is_floating_point():
                 raise TypeError(f"regression targets must be floating point, got dtype {target.dtype}")
@@ -132,8 +135,8 @@ class TargetBatch:
         index = index.to(value.device)
         if not self.spec.dense:
             weight = torch.as_tensor(lam, dtype=torch.float32, device=value.device)
-            if self.spec.form == "pair":
-                return PairTarget(value, value[index], weight.expand(value.shape[0]))
+            if self.spec.form == "pair":  # a weight of its own memory: the module may change it in place
+                return PairTarget(value, value[index], weight.expand(value.shape[0]).clone())
             return torch.lerp(value[index], value, expand_lam(weight, value))
         own, other = value, value[index]
         if move is not None:
@@ -144,16 +147,16 @@ class TargetBatch:
             mask = mask.expand(batch, 1, height, width)
         mask = mask.to(value.device)
         if self.spec.form == "pair":
-            weight = mask.to(torch.float32).expand(batch, 1, height, width)[:, 0]
+            weight = mask.to(torch.float32).expand(batch, 1, height, width)[:, 0].contiguous()
             if own.is_floating_point():
                 return PairTarget(own, other, weight)
             return PairTarget(own[:, 0], other[:, 0], weight)
         if mask.dtype == torch.bool:  # binary: every pixel has one source, hard labels stay hard
             mixed = torch.where(mask, own, other)
             return mixed if own.is_floating_point() else mixed[:, 0]
-        if not own.is_floating_point():
-            own, other = self._one_hot(own), self._one_hot(other)
-        return torch.lerp(other, own, mask.to(own.dtype))
+        if own.is_floating_point():
+            return torch.lerp(other, own, mask.to(own.dtype))
+        return self._blend_labels(own, other, mask.to(torch.float32).expand(batch, 1, height, width))
 
     def own(self) -> Tensor | PairTarget:
         """The batch's own targets in ``spec.form``, unmixed (a method that trains on the first label alone)."""
@@ -186,12 +189,15 @@ class TargetBatch:
             return F.cross_entropy(output, value[:, 0].long(), ignore_index=ignore)
         return F.cross_entropy(output, value.float() if value.is_floating_point() else value)
 
-    def _one_hot(self, labels: Tensor) -> Tensor:
-        """``[B, 1, H, W]`` class indices → ``[B, C, H, W]`` float probabilities, all-zero at ignored pixels."""
-        labels = labels[:, 0]
-        valid = (labels >= 0) & (labels < self.spec.num_classes)  # the checks let only ignore_index out
-        probs = F.one_hot(torch.where(valid, labels, 0).long(), self.spec.num_classes).permute(0, 3, 1, 2)
-        return (probs * valid.unsqueeze(1)).float()
+    def _blend_labels(self, own: Tensor, other: Tensor, weight: Tensor) -> Tensor:
+        """Per-pixel probabilities ``[B, C, H, W]``: ``weight`` on each pixel's own label, ``1 − weight`` on the
+        other's, nothing on an ignored label (written straight into one float tensor: no one-hot per source)."""
+        batch, _, height, width = own.shape
+        probs = torch.zeros(batch, self.spec.num_classes, height, width, device=own.device)
+        for labels, share in ((own, weight), (other, 1.0 - weight)):
+            valid = (labels >= 0) & (labels < self.spec.num_classes)  # the checks let only ignore_index out
+            probs.scatter_add_(1, torch.where(valid, labels, 0), share * valid)
+        return probs
 
 
 def as_targets(targets: int | Targets) -> Targets:
@@ -283,6 +289,18 @@ def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float3
     return target.to(dtype)
 
 
+def check_classes(target: Tensor, num_classes: int) -> None:
+    """Raise unless ``target`` is class indices ``[B]`` in ``[0, num_classes)`` or probability rows ``[B, C]``: what
+    :func:`to_probs` accepts, checked without building the rows."""
+    if target.is_floating_point():
+        to_probs(target, num_classes)  # probabilities: the rows are the target itself
+        return
+    check_num_classes(num_classes)
+    if target.ndim != 1 or target.dtype == torch.bool:
+        to_probs(target, num_classes)  # raises with its message
+    _check_labels(target, num_classes)
+
+
 def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None = None, hint: str = "") -> None:
     """Raise unless every label is in ``[0, num_classes)`` or is ``ignore_index``."""
     bad = (labels < 0) | (labels >= num_classes)
@@ -315,7 +333,7 @@ def _check_sums(probs: Tensor, dim: int, what: str, hint: str, allow_zero: bool 
         )
 
 
-def _check_multilabel(target: Tensor, num_classes: int | None) -> Tensor:
+def check_multilabel(target: Tensor, num_classes: int | None) -> Tensor:
     """Multi-label rows ``[B, C]`` (bool, integer 0/1 or float in [0, 1]) as float32."""
     if target.ndim != 2:
         raise ValueError(f"multi-label targets must have shape [B, C], got shape {list(target.shape)}")

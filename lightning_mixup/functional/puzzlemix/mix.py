@@ -282,7 +282,8 @@ def puzzlemix_batch(
     """Draw a partner index, λ ~ Beta(α, α) and a grid from ``params.grids``, then mix with :func:`puzzlemix`.
     The targets are mixed with each sample's mask mean, which is also the returned ``lam`` ``[B]``; the
     returned ``mask`` (bool when ``params.n_labels`` is 2) blends the returned ``sources`` (transported when
-    ``params.transport``); segmentation masks are transported and masked with them.
+    ``params.transport``); segmentation masks are transported and masked with them. ``num_classes``: the number of
+    classes, or a :class:`~lightning_mixup.functional.Targets` (multi-label, regression, segmentation masks, pairs).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
