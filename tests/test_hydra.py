@@ -22,8 +22,18 @@ MIXES = sorted(p.stem for p in Path(config_dir(), "mix").glob("*.yaml"))
 NETS = sorted(p.stem for p in Path(config_dir(), "net").glob("*.yaml"))
 # the keys every mixing callback takes (MixingCallback), and those of every Mixer: conf/mix/options/*.yaml
 SHARED = {
-    "callback": {"p", "start_epoch", "stop_epoch", "input_key", "target_key", "num_classes", "seed", "task", "targets",
-                 "ignore_index"}  # fmt: skip
+    "callback": {
+        "p",
+        "start_epoch",
+        "stop_epoch",
+        "input_key",
+        "target_key",
+        "num_classes",
+        "seed",
+        "task",
+        "targets",
+        "ignore_index",
+    }  # fmt: skip
 }
 SHARED["mixer"] = SHARED["callback"] | {"per_sample", "partner"}
 
