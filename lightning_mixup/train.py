@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,8 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
+    # Lightning 2.6 under torch >= 2.10 warns on every fit that it calls a deprecated pytree API: not the user's concern
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # their own handlers bypass train.log
         lightning_logger = logging.getLogger(name)
         lightning_logger.handlers.clear()
