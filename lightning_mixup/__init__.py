@@ -17,14 +17,14 @@ _HOMES = {
         "MixUp", "Mixer", "MixingCallback", "MixStep", "PatchUp", "PuzzleMix", "RandomChoice",
     ),
     "lightning_mixup.metrics": ("MixedAccuracy",),
-    "lightning_mixup.models": ("Classifier", "GANModule"),
+    "lightning_mixup.models": ("Classifier", "GANModule", "Segmenter"),
 }  # fmt: skip
 _HOME_OF = {name: module for module, exported in _HOMES.items() for name in exported}
 
 __all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
     "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "HiddenStateMixer",
     "ManifoldMixup", "MixStep", "MixUp", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "PatchUp",
-    "PuzzleMix", "RandomChoice", "__version__",
+    "PuzzleMix", "RandomChoice", "Segmenter", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         RandomChoice,
     )
     from lightning_mixup.metrics import MixedAccuracy
-    from lightning_mixup.models import Classifier, GANModule
+    from lightning_mixup.models import Classifier, GANModule, Segmenter
 
 
 def __getattr__(name: str) -> Any:

@@ -168,14 +168,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt = best if which == "best" and best else None
         results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
-    if "test/acc" in metrics:
+    if "test/miou" in metrics:  # a segmentation run
+        rank_zero_info(f"test mIoU {metrics['test/miou']:.4f}  test pixel accuracy {metrics['test/acc']:.4f}")
+    elif "test/acc" in metrics:
         rank_zero_info(f"test accuracy {metrics['test/acc']:.4f}  test ECE {metrics.get('test/ece', float('nan')):.4f}")
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Console entry: compose the config from the command line, train, return val accuracy for sweepers.
+    """Console entry: compose the config from the command line, train, return the config's ``objective`` metric
+    (``val/acc`` by default, ``val/miou`` for segmentation) for sweepers.
 
     ``resume=RUN_DIR`` recomposes that run's config (its ``.hydra/overrides.yaml``, then this command line's) and
     resumes from its ``checkpoints/last.ckpt``.
@@ -201,7 +204,7 @@ def main(cfg: DictConfig) -> float | None:
     rank_zero_info(OmegaConf.to_yaml(cfg, resolve=False))
     rank_zero_info(f"output directory: {hydra_cfg.runtime.output_dir} (train.log, checkpoints/, .hydra/config.yaml)")
     metrics = train(cfg)
-    return metrics.get("val/acc")
+    return metrics.get(cfg.get("objective", "val/acc"))
 
 
 if __name__ == "__main__":

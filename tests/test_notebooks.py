@@ -10,7 +10,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01_decision_boundaries", "02_mask_gallery", "03_gan_mixup", "04_your_own_module"]
+EXPECTED = ["01_decision_boundaries", "02_mask_gallery", "03_gan_mixup", "04_your_own_module", "05_segmentation"]
 CELL_TIMEOUT_S = 300
 
 

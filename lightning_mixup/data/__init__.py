@@ -1,5 +1,7 @@
-"""Lightning datamodules: bundled handwritten digits, synthetic 2-D toy sets and 2-D Gaussian mixtures."""
+"""Lightning datamodules: bundled handwritten digits (and digit masks for segmentation), synthetic 2-D toy sets and
+2-D Gaussian mixtures."""
 
+from lightning_mixup.data.digit_masks import DigitMasksDataModule
 from lightning_mixup.data.digits import DigitsDataModule, load_digits
 from lightning_mixup.data.gaussians import (
     MIXTURES,
@@ -14,6 +16,7 @@ from lightning_mixup.data.toy2d import TOY2D_NAMES, Toy2DDataModule, make_toy2d
 __all__ = [
     "MIXTURES",
     "TOY2D_NAMES",
+    "DigitMasksDataModule",
     "DigitsDataModule",
     "GaussianMixtureDataModule",
     "ModeCoverage",

@@ -105,7 +105,7 @@ class DigitMasksDataModule(InMemoryDataModule):
 
     def __init__(
         self,
-        batch_size: int = 64,
+        batch_size: int = 16,
         canvas_size: int = 24,
         digits_per_image: int = 2,
         threshold: float = 0.5,

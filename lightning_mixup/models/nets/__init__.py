@@ -1,6 +1,8 @@
-"""Backbone networks returning logits ``[B, num_classes]``; stages are named submodules."""
+"""Backbone networks returning logits ``[B, num_classes]`` (``SmallFCN``: per-pixel logits ``[B, num_classes, H, W]``);
+stages are named submodules."""
 
 from lightning_mixup.models.nets.cnn import SmallCNN
+from lightning_mixup.models.nets.fcn import SmallFCN
 from lightning_mixup.models.nets.gan_nets import ConvDiscriminator, ConvGenerator
 from lightning_mixup.models.nets.mlp import MLP
 from lightning_mixup.models.nets.preact_resnet import PreActBlock, PreActResNet, PreActResNet18
@@ -14,6 +16,7 @@ __all__ = [
     "PreActResNet",
     "PreActResNet18",
     "SmallCNN",
+    "SmallFCN",
     "WideBlock",
     "WideResNet",
 ]
