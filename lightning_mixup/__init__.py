@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "lightning_mixup.callbacks": (
-        "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "HiddenStateMixer", "ManifoldMixup", "MixedBatchLogger",
-        "MixUp", "Mixer", "MixingCallback", "MixStep", "PatchUp", "PuzzleMix", "RandomChoice",
+        "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "GridMix", "HiddenStateMixer", "ManifoldMixup",
+        "MixedBatchLogger", "MixUp", "Mixer", "MixingCallback", "MixStep", "PatchUp", "PuzzleMix", "RandomChoice",
+        "SaliencyMix", "SmoothMix",
     ),
     "lightning_mixup.metrics": ("MixedAccuracy",),
     "lightning_mixup.models": ("Classifier", "GANModule", "Segmenter"),
@@ -22,9 +23,9 @@ _HOMES = {
 _HOME_OF = {name: module for module, exported in _HOMES.items() for name in exported}
 
 __all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
-    "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "HiddenStateMixer",
+    "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "GridMix", "HiddenStateMixer",
     "ManifoldMixup", "MixStep", "MixUp", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "PatchUp",
-    "PuzzleMix", "RandomChoice", "Segmenter", "__version__",
+    "PuzzleMix", "RandomChoice", "SaliencyMix", "Segmenter", "SmoothMix", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         DiscriminatorMixup,
         FMix,
         GANMonitor,
+        GridMix,
         HiddenStateMixer,
         ManifoldMixup,
         MixedBatchLogger,
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
         PatchUp,
         PuzzleMix,
         RandomChoice,
+        SaliencyMix,
+        SmoothMix,
     )
     from lightning_mixup.metrics import MixedAccuracy
     from lightning_mixup.models import Classifier, GANModule, Segmenter

@@ -25,8 +25,28 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from lightning_mixup.callbacks import CutMix, DiscriminatorMixup, FMix, ManifoldMixup, MixUp, PatchUp, PuzzleMix
-from lightning_mixup.functional import cutmix_batch, fmix_batch, gan_mixup_batch, mixup_batch, patchup_batch
+from lightning_mixup.callbacks import (
+    CutMix,
+    DiscriminatorMixup,
+    FMix,
+    GridMix,
+    ManifoldMixup,
+    MixUp,
+    PatchUp,
+    PuzzleMix,
+    SaliencyMix,
+    SmoothMix,
+)
+from lightning_mixup.functional import (
+    cutmix_batch,
+    fmix_batch,
+    gan_mixup_batch,
+    gridmix_batch,
+    mixup_batch,
+    patchup_batch,
+    saliencymix_batch,
+    smoothmix_batch,
+)
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.puzzlemix import PuzzleMixParams, puzzlemix_batch
 
@@ -54,7 +74,8 @@ class Method:
         callback: the callback class.
         batch_op: the functional ``*_batch`` op (pure torch), which returns a
             :class:`~lightning_mixup.functional.MixedBatch`.
-        paper: authors, venue and year; ``arxiv``: the arXiv id; ``official``: the official code's repository.
+        paper: authors, venue and year; ``arxiv``: the arXiv id ("" for a paper without one); ``official``: the
+            official code's repository (or the reimplementation followed, where there is none).
         mixes: what it mixes, in a few words; ``defaults``: its key hyper-parameters (official defaults).
         example: constructor arguments of a small, quick instance for a :class:`~lightning_mixup.models.nets.SmallCNN`
             as ``pl_module.net`` (the tests, the benchmark and the DDP checks start from it).
@@ -142,6 +163,31 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 gallery={"alpha": 1.0, "params": PuzzleMixParams(grids=(4,))},
             ),
             Method(
+                "saliencymix", "SaliencyMix", "input", SaliencyMix, saliencymix_batch,
+                "Uddin et al., ICLR 2021", "2006.01791", "afm-shahab-uddin/SaliencyMix",
+                "a CutMix box centred on the peak of the partner's spectral-residual saliency",
+                "`alpha=1.0`, `p` (0.5 on CIFAR), `saliency_size=64`",
+                "test_functional_saliencymix.py",
+                gallery={"alpha": 1.0},
+            ),
+            Method(
+                "gridmix", "GridMix", "input", GridMix, gridmix_batch,
+                "Baek, Bang & Shim, Pattern Recognition 2021", "", "— (reimplemented: Westlake-AI/openmixup)",
+                "g×g cells, each whole from one image (`mode='holes'`: OpenMixup's grid of partner holes)",
+                "`alpha=1`, `grid_size=(2,6)`, `cell_rule='bernoulli'`; holes: `n_holes=(2,6)`, "
+                "`cut_area_ratio=(0.5,1)`, `cut_aspect_ratio=(0.5,2)`",
+                "test_functional_gridmix.py",
+                gallery={"alpha": 1.0, "grid_size": 4},
+            ),
+            Method(
+                "smoothmix", "SmoothMix", "input", SmoothMix, smoothmix_batch,
+                "Lee et al., CVPR Workshops 2020", "", "— (reimplemented: Westlake-AI/openmixup)",
+                "the partner blended in through a soft Gaussian bump (circle or square) around a random centre",
+                "`shape='circle'`, `sigma_range=(0.25, 0.5)` (σ as a share of the side)",
+                "test_functional_smoothmix.py",
+                gallery={"shape": "circle"},
+            ),
+            Method(
                 "gan_mixup", "mixup for GAN discriminators", "gan", DiscriminatorMixup, gan_mixup_batch,
                 "Zhang et al., ICLR 2018, §3.7", "1710.09412", "—",
                 "real and generated samples, for a GAN's discriminator, with λ as its target",
@@ -188,7 +234,7 @@ def markdown_table() -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in METHODS.values():
-        paper = f"{m.paper}, [arXiv {m.arxiv}](https://arxiv.org/abs/{m.arxiv})"
+        paper = f"{m.paper}, [arXiv {m.arxiv}](https://arxiv.org/abs/{m.arxiv})" if m.arxiv else m.paper
         op = f"`{m.batch_op.__name__}`"
         lines.append(f"| `{m.callback.__name__}` | `{m.name}` | {paper} | {m.mixes} | {m.defaults} | {op} |")
     lines.append(COMBINATOR_ROW)

@@ -6,6 +6,7 @@ from lightning_mixup.callbacks.cutmix import CutMix
 from lightning_mixup.callbacks.fmix import FMix
 from lightning_mixup.callbacks.gan_mixup import DiscriminatorMixup
 from lightning_mixup.callbacks.gan_monitor import GANMonitor
+from lightning_mixup.callbacks.gridmix import GridMix
 from lightning_mixup.callbacks.hidden import HiddenStateMixer
 from lightning_mixup.callbacks.manifold_mixup import ManifoldMixup
 from lightning_mixup.callbacks.mixup import MixUp
@@ -13,6 +14,8 @@ from lightning_mixup.callbacks.patchup import PatchUp
 from lightning_mixup.callbacks.progress import EpochSummary
 from lightning_mixup.callbacks.puzzlemix import AcceptsAuxiliaryLoss, PuzzleMix
 from lightning_mixup.callbacks.random_choice import RandomChoice
+from lightning_mixup.callbacks.saliencymix import SaliencyMix
+from lightning_mixup.callbacks.smoothmix import SmoothMix
 
 __all__ = [
     "AcceptsAuxiliaryLoss",
@@ -21,6 +24,7 @@ __all__ = [
     "EpochSummary",
     "FMix",
     "GANMonitor",
+    "GridMix",
     "HiddenStateMixer",
     "ManifoldMixup",
     "MixedBatchLogger",
@@ -31,5 +35,7 @@ __all__ = [
     "PatchUp",
     "PuzzleMix",
     "RandomChoice",
+    "SaliencyMix",
     "SeededCallback",
+    "SmoothMix",
 ]

@@ -5,6 +5,9 @@ from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fo
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.mixup import mixup, mixup_batch
 from lightning_mixup.functional.gan import discriminator_mixup, gan_mixup_batch
+from lightning_mixup.functional.gridmix import cell_masks, gridmix, gridmix_batch, hole_masks
+from lightning_mixup.functional.saliencymix import saliency_boxes, saliencymix_batch, spectral_residual_saliency
+from lightning_mixup.functional.smoothmix import smooth_masks, smoothmix, smoothmix_batch
 from lightning_mixup.functional.patchup import (
     block_masks,
     own_weight,
@@ -27,6 +30,7 @@ __all__ = [
     "binarise_masks",
     "block_masks",
     "box_mask",
+    "cell_masks",
     "cutmix",
     "cutmix_batch",
     "discriminator_mixup",
@@ -35,6 +39,9 @@ __all__ = [
     "fmix_batch",
     "fourier_noise",
     "gan_mixup_batch",
+    "gridmix",
+    "gridmix_batch",
+    "hole_masks",
     "input_saliency",
     "loss_input_grad",
     "mix_targets",
@@ -49,10 +56,16 @@ __all__ = [
     "patchup_hidden",
     "patchup_own_share",
     "patchup_targets",
+    "saliency_boxes",
+    "saliencymix_batch",
     "sample_beta",
     "sample_boxes",
     "sample_lam",
     "sample_masks",
+    "smooth_masks",
+    "smoothmix",
+    "smoothmix_batch",
+    "spectral_residual_saliency",
     "to_probs",
     "unchanged_fraction",
 ]
