@@ -116,6 +116,7 @@ TITLES = {
     "manifold_mixup": "Manifold Mixup (a hidden feature map)",
     "patchup": "PatchUp, soft (a hidden feature map)",
     "puzzlemix": "PuzzleMix (transported sources)",
+    "resizemix": "ResizeMix (second row: the resized partner, where it is pasted)",
     "gan_mixup": "mixup for GAN discriminators (partner: a stand-in fake; λ is the target)",
 }
 """Titles that say more than the method's own."""

@@ -34,6 +34,7 @@ from lightning_mixup.callbacks import (
     MixUp,
     PatchUp,
     PuzzleMix,
+    ResizeMix,
     SaliencyMix,
     SmoothMix,
 )
@@ -44,6 +45,7 @@ from lightning_mixup.functional import (
     gridmix_batch,
     mixup_batch,
     patchup_batch,
+    resizemix_batch,
     saliencymix_batch,
     smoothmix_batch,
 )
@@ -161,6 +163,14 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 "test_puzzlemix.py",
                 example={"grids": (2, 4)},
                 gallery={"alpha": 1.0, "params": PuzzleMixParams(grids=(4,))},
+            ),
+            Method(
+                "resizemix", "ResizeMix", "input", ResizeMix, resizemix_batch,
+                "Qin et al., 2020", "2012.11101", "— (reimplemented: Westlake-AI/openmixup, open-mmlab/mmpretrain)",
+                "the whole partner, resized by τ ~ U(scope), pasted at a random place (λ = the kept area)",
+                "`scope=(0.1, 0.8)`, `sampling='uniform'`, `interpolation='nearest'`, `placement='clip'`",
+                "test_functional_resizemix.py",
+                gallery={"scope": (0.3, 0.6)},
             ),
             Method(
                 "saliencymix", "SaliencyMix", "input", SaliencyMix, saliencymix_batch,

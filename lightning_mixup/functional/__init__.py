@@ -6,6 +6,7 @@ from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.mixup import mixup, mixup_batch
 from lightning_mixup.functional.gan import discriminator_mixup, gan_mixup_batch
 from lightning_mixup.functional.gridmix import cell_masks, gridmix, gridmix_batch, hole_masks
+from lightning_mixup.functional.resizemix import resizemix, resizemix_batch, sample_paste_boxes, sample_scales
 from lightning_mixup.functional.saliencymix import saliency_boxes, saliencymix_batch, spectral_residual_saliency
 from lightning_mixup.functional.smoothmix import smooth_masks, smoothmix, smoothmix_batch
 from lightning_mixup.functional.patchup import (
@@ -56,12 +57,16 @@ __all__ = [
     "patchup_hidden",
     "patchup_own_share",
     "patchup_targets",
+    "resizemix",
+    "resizemix_batch",
     "saliency_boxes",
     "saliencymix_batch",
     "sample_beta",
     "sample_boxes",
     "sample_lam",
     "sample_masks",
+    "sample_paste_boxes",
+    "sample_scales",
     "smooth_masks",
     "smoothmix",
     "smoothmix_batch",
