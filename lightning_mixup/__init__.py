@@ -15,7 +15,7 @@ _HOMES = {
     "lightning_mixup.callbacks": (
         "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "GridMix", "HiddenStateMixer", "ManifoldMixup",
         "MixedBatchLogger", "MixUp", "Mixer", "MixingCallback", "MixStep", "PatchUp", "PuzzleMix", "RandomChoice",
-        "ResizeMix", "SaliencyMix", "SmoothMix",
+        "ResizeMix", "SaliencyMix", "SmoothMix", "SnapMix",
     ),
     "lightning_mixup.metrics": ("MixedAccuracy",),
     "lightning_mixup.models": ("Classifier", "GANModule", "Segmenter"),
@@ -25,7 +25,7 @@ _HOME_OF = {name: module for module, exported in _HOMES.items() for name in expo
 __all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
     "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "GridMix", "HiddenStateMixer",
     "ManifoldMixup", "MixStep", "MixUp", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "PatchUp",
-    "PuzzleMix", "RandomChoice", "ResizeMix", "SaliencyMix", "Segmenter", "SmoothMix", "__version__",
+    "PuzzleMix", "RandomChoice", "ResizeMix", "SaliencyMix", "Segmenter", "SmoothMix", "SnapMix", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         ResizeMix,
         SaliencyMix,
         SmoothMix,
+        SnapMix,
     )
     from lightning_mixup.metrics import MixedAccuracy
     from lightning_mixup.models import Classifier, GANModule, Segmenter

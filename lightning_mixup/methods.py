@@ -37,6 +37,7 @@ from lightning_mixup.callbacks import (
     ResizeMix,
     SaliencyMix,
     SmoothMix,
+    SnapMix,
 )
 from lightning_mixup.functional import (
     cutmix_batch,
@@ -48,6 +49,7 @@ from lightning_mixup.functional import (
     resizemix_batch,
     saliencymix_batch,
     smoothmix_batch,
+    snapmix_batch,
 )
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.puzzlemix import PuzzleMixParams, puzzlemix_batch
@@ -196,6 +198,16 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 "`shape='circle'`, `sigma_range=(0.25, 0.5)` (σ as a share of the side)",
                 "test_functional_smoothmix.py",
                 gallery={"shape": "circle"},
+            ),
+            Method(
+                "snapmix", "SnapMix", "saliency", SnapMix, snapmix_batch,
+                "Huang, Wang & Tao, AAAI 2021", "2012.04846", "Shaoli-Huang/SnapMix",
+                "a box of the partner resized into a box of another size; labels weighted by each image's CAM mass "
+                "(the weights need not sum to 1)",
+                "`alpha=5` (`--beta 5`), `p=1` (0.5 from scratch), `feature_layer`, `classifier_layer`",
+                "test_functional_snapmix.py",
+                example={"feature_layer": "net.layer3", "classifier_layer": "net.head.2"},
+                gallery={"alpha": 5.0},
             ),
             Method(
                 "gan_mixup", "mixup for GAN discriminators", "gan", DiscriminatorMixup, gan_mixup_batch,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import free_port
+from lightning_mixup.methods import METHODS, get
 from ddp_fit import NAMES as MIXERS
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
@@ -34,7 +35,8 @@ def test_every_mixer_fits_under_ddp_and_ranks_differ(ddp_out: Path) -> None:
         rank0 = torch.load(ddp_out / f"{name}-rank0.pt")
         rank1 = torch.load(ddp_out / f"{name}-rank1.pt")
         assert rank0["targets"].shape == rank1["targets"].shape == (3, 32, 10), name
-        torch.testing.assert_close(rank0["targets"].sum(-1), torch.ones(3, 32))
+        if name not in METHODS or "pair" in get(name).callback.FORMS:  # SnapMix's weights need not sum to 1
+            torch.testing.assert_close(rank0["targets"].sum(-1), torch.ones(3, 32))
         assert rank0["lam"].shape == (3, 32), name
         assert not torch.equal(rank0["lam"], rank1["lam"]), name
 

@@ -66,7 +66,8 @@ def test_every_op_returns_a_mask_of_one_polarity(name: str) -> None:
     pairs: each image its own class)."""
     for ex in gallery.examples(name, n=4).values():
         torch.testing.assert_close(ex.mixed, ex.mask * ex.first + (1 - ex.mask) * ex.second, atol=1e-6, rtol=0)
-        torch.testing.assert_close(ex.mask.mean(dim=(1, 2)), ex.lam, atol=1e-6, rtol=0)
+        if "pair" in getattr(get(name).callback, "FORMS", ("pair",)):  # SnapMix: CAM mass, not area (the paper)
+            torch.testing.assert_close(ex.mask.mean(dim=(1, 2)), ex.lam, atol=1e-6, rtol=0)
 
 
 def test_mixed_batch_mask_is_the_own_share() -> None:

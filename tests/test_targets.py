@@ -21,7 +21,8 @@ from lightning_mixup.methods import get, names
 
 C = 5
 B = 8
-PER_SAMPLE = names("input", "hidden", "saliency")  # every method with targets (GAN mixup's target is λ itself)
+# every method whose targets mix two labels (GAN mixup's target is λ itself; SnapMix's CAM weights need not sum to 1)
+PER_SAMPLE = [name for name in names("input", "hidden", "saliency") if "pair" in get(name).callback.FORMS]
 DENSE = ["mixup", "cutmix", "fmix", "puzzlemix"]  # the methods that mix segmentation masks: all but PatchUp
 OPS: dict[str, dict[str, Any]] = {  # options of each batch_op for these tests
     "patchup": {"block_size": 3, "gamma": 0.5},

@@ -482,7 +482,7 @@ def run(
                 records += bench_steps(methods, shape, dev, dtype, repeat)
     if "masks" in sections and "fmix" in methods:
         records += bench_masks((16,) if quick else (32, 224), 8 if quick else 256, dev, repeat)
-    throughput_methods = [m for m in methods if get(m).kind != "saliency"]  # PuzzleMix: its own step ratio
+    throughput_methods = [m for m in methods if m != "puzzlemix"]  # PuzzleMix: its own step ratio
     if "throughput" in sections and quick:
         records += bench_throughput(throughput_methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
     elif "throughput" in sections:

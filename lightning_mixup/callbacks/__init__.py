@@ -17,6 +17,7 @@ from lightning_mixup.callbacks.random_choice import RandomChoice
 from lightning_mixup.callbacks.resizemix import ResizeMix
 from lightning_mixup.callbacks.saliencymix import SaliencyMix
 from lightning_mixup.callbacks.smoothmix import SmoothMix
+from lightning_mixup.callbacks.snapmix import SnapMix
 
 __all__ = [
     "AcceptsAuxiliaryLoss",
@@ -40,4 +41,5 @@ __all__ = [
     "SaliencyMix",
     "SeededCallback",
     "SmoothMix",
+    "SnapMix",
 ]

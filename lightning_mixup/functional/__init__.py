@@ -8,6 +8,7 @@ from lightning_mixup.functional.gan import discriminator_mixup, gan_mixup_batch
 from lightning_mixup.functional.gridmix import cell_masks, gridmix, gridmix_batch, hole_masks
 from lightning_mixup.functional.resizemix import resizemix, resizemix_batch, sample_paste_boxes, sample_scales
 from lightning_mixup.functional.saliencymix import saliency_boxes, saliencymix_batch, spectral_residual_saliency
+from lightning_mixup.functional.snapmix import class_activation_maps, paste_resized, snapmix_batch
 from lightning_mixup.functional.smoothmix import smooth_masks, smoothmix, smoothmix_batch
 from lightning_mixup.functional.patchup import (
     block_masks,
@@ -32,6 +33,7 @@ __all__ = [
     "block_masks",
     "box_mask",
     "cell_masks",
+    "class_activation_maps",
     "cutmix",
     "cutmix_batch",
     "discriminator_mixup",
@@ -52,6 +54,7 @@ __all__ = [
     "pair_loss",
     "pair_up",
     "partner_index",
+    "paste_resized",
     "patchup",
     "patchup_batch",
     "patchup_hidden",
@@ -70,6 +73,7 @@ __all__ = [
     "smooth_masks",
     "smoothmix",
     "smoothmix_batch",
+    "snapmix_batch",
     "spectral_residual_saliency",
     "to_probs",
     "unchanged_fraction",
