@@ -61,10 +61,10 @@ def test_sample_boxes_side_and_clipping(seed: int, height: int, width: int, per_
     # inside the image
     assert ((0 <= y1) & (y1 <= y2) & (y2 <= height)).all()
     assert ((0 <= x1) & (x1 <= x2) & (x2 <= width)).all()
-    # before clipping a box is ⌊√(1−λ)·H⌋ × ⌊√(1−λ)·W⌋; clipping only shrinks it
+    # before clipping a box spans c ± ⌊cut/2⌋ with cut = ⌊√(1−λ)·side⌋ (official rand_bbox); clipping only shrinks it
     ratio = torch.sqrt(1 - lam_in.double().reshape(-1))
-    cut_h = torch.floor(ratio * height).long()
-    cut_w = torch.floor(ratio * width).long()
+    cut_h = torch.floor(ratio * height).long() // 2 * 2
+    cut_w = torch.floor(ratio * width).long() // 2 * 2
     assert ((y2 - y1) <= cut_h).all() and ((x2 - x1) <= cut_w).all()
     inside_y = (y1 > 0) & (y2 < height)  # certainly not clipped in y
     inside_x = (x1 > 0) & (x2 < width)
@@ -86,20 +86,20 @@ def test_sample_boxes_unclipped_side_exact() -> None:
     unclipped = (y1 > 0) & (y2 < 64) & (x1 > 0) & (x2 < 48)
     assert int(unclipped.sum()) > 1000
     ratio = torch.sqrt(1 - lam_in.double())
-    assert torch.equal((y2 - y1)[unclipped], torch.floor(ratio * 64).long()[unclipped])
-    assert torch.equal((x2 - x1)[unclipped], torch.floor(ratio * 48).long()[unclipped])
+    assert torch.equal((y2 - y1)[unclipped], (torch.floor(ratio * 64).long() // 2 * 2)[unclipped])  # official: an
+    assert torch.equal((x2 - x1)[unclipped], (torch.floor(ratio * 48).long() // 2 * 2)[unclipped])  # odd cut loses 1
     area = ((y2 - y1) * (x2 - x1))[unclipped].double()
     torch.testing.assert_close(lam[unclipped].double(), 1 - area / (64 * 48))
 
 
 def test_sample_boxes_centre_is_uniform() -> None:
-    # √(1−λ) = 0.3 makes a 1-pixel box (⌊1.2⌋ × ⌊1.5⌋) that sits at its centre, uniform over the pixels
+    # √(1−λ) = 0.5 makes cuts of ⌊2⌋ × ⌊2.5⌋ = 2 × 2: a box [c − 1, c + 1) whose far edge c + 1 is never clipped,
+    # so it gives the centre, which must be uniform over the pixels
     height, width = 4, 5
-    lam_in = torch.full((20_000,), 1 - 0.3**2, dtype=torch.float64)
+    lam_in = torch.full((20_000,), 1 - 0.5**2, dtype=torch.float64)
     boxes, lam = sample_boxes(lam_in, height, width, generator=gen(0))
-    assert torch.equal(boxes[:, 1] - boxes[:, 0], torch.ones(20_000, dtype=torch.long))
-    assert torch.equal(boxes[:, 3] - boxes[:, 2], torch.ones(20_000, dtype=torch.long))
-    counts = torch.bincount(boxes[:, 0] * width + boxes[:, 2], minlength=height * width).double()
+    centre_y, centre_x = boxes[:, 1] - 1, boxes[:, 3] - 1
+    counts = torch.bincount(centre_y * width + centre_x, minlength=height * width).double()
     expected = 20_000 / (height * width)
     assert ((counts - expected).abs() < 5 * math.sqrt(expected)).all()
 

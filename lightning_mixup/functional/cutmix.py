@@ -18,7 +18,9 @@ from lightning_mixup.functional.validation import check_input
 def sample_boxes(
     lam: Tensor, height: int, width: int, *, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Boxes of side ``⌊√(1−λ)·H⌋ × ⌊√(1−λ)·W⌋`` at a uniform centre, clipped to the image.
+    """Boxes ``[c − ⌊cut/2⌋, c + ⌊cut/2⌋)`` with ``cut = ⌊√(1−λ)·side⌋`` around a uniform centre ``c``, clipped to the
+    image: the official ``rand_bbox`` (clovaai/CutMix-PyTorch; SaliencyMix and SnapMix use the same), so an odd
+    ``cut`` loses a pixel.
 
     Returns ``(boxes, lam)``: int64 boxes ``(y1, y2, x1, x2)`` of shape ``[4]`` (scalar ``lam``) or
     ``[B, 4]``, on the generator's device, and λ corrected to ``1 − area / (H·W)``, the exact fraction
@@ -37,9 +39,9 @@ def sample_boxes(
     cy = torch.randint(0, height, lam.shape, generator=generator, device=device)
     cx = torch.randint(0, width, lam.shape, generator=generator, device=device)
     y1 = (cy - cut_h // 2).clamp(0, height)
-    y2 = (cy - cut_h // 2 + cut_h).clamp(0, height)
+    y2 = (cy + cut_h // 2).clamp(0, height)
     x1 = (cx - cut_w // 2).clamp(0, width)
-    x2 = (cx - cut_w // 2 + cut_w).clamp(0, width)
+    x2 = (cx + cut_w // 2).clamp(0, width)
     area = (y2 - y1) * (x2 - x1)
     lam_exact = (1.0 - area.double() / (height * width)).float()
     return torch.stack([y1, y2, x1, x2], dim=-1), lam_exact
