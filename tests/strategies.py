@@ -21,3 +21,13 @@ def policy_error(value: object, right_type: type | tuple[type, ...]) -> type[Exc
     """What the validation policy (lightning_mixup/checks.py) raises for a bad ``value`` of an argument whose type is
     ``right_type``: ``TypeError`` for another type (``bool`` is never a number), else ``ValueError``."""
     return ValueError if isinstance(value, right_type) and not isinstance(value, bool) else TypeError
+
+
+@st.composite
+def boxes_in(draw: st.DrawFn, height: int, width: int) -> list[int]:
+    """A box (y1, y2, x1, x2) inside an H×W image, possibly empty."""
+    y1 = draw(st.integers(0, height))
+    y2 = draw(st.integers(y1, height))
+    x1 = draw(st.integers(0, width))
+    x2 = draw(st.integers(x1, width))
+    return [y1, y2, x1, x2]

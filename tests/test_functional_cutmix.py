@@ -10,17 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_mixup.functional import box_mask, cutmix, cutmix_batch, sample_boxes
-from strategies import DTYPES, SEEDS, draw_images, gen
-
-
-@st.composite
-def boxes_in(draw: st.DrawFn, height: int, width: int) -> list[int]:
-    """A box (y1, y2, x1, x2) inside an H×W image, possibly empty."""
-    y1 = draw(st.integers(0, height))
-    y2 = draw(st.integers(y1, height))
-    x1 = draw(st.integers(0, width))
-    x2 = draw(st.integers(x1, width))
-    return [y1, y2, x1, x2]
+from strategies import DTYPES, SEEDS, boxes_in, draw_images, gen
 
 
 @st.composite

@@ -21,19 +21,9 @@ from lightning_mixup.functional.resizemix import (
     sample_paste_boxes,
     sample_scales,
 )
-from strategies import DTYPES, SEEDS, draw_images, gen
+from strategies import DTYPES, SEEDS, boxes_in, draw_images, gen
 
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 3e-2}  # grid_sample vs F.interpolate
-
-
-@st.composite
-def boxes_in(draw: st.DrawFn, height: int, width: int) -> list[int]:
-    """A box (y1, y2, x1, x2) inside an H×W image, possibly empty."""
-    y1 = draw(st.integers(0, height))
-    y2 = draw(st.integers(y1, height))
-    x1 = draw(st.integers(0, width))
-    x2 = draw(st.integers(x1, width))
-    return [y1, y2, x1, x2]
 
 
 @st.composite

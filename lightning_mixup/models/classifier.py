@@ -256,16 +256,21 @@ class Classifier(pl.LightningModule):
         return logits.sigmoid() if self.task == "multilabel" else logits.softmax(dim=1)
 
     def configure_optimizers(self) -> Any:
-        if self.optimizer_factory is None:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
-        else:
-            optimizer = self.optimizer_factory(self.parameters())
-        if self.lr is not None:  # before the scheduler, which records each group's initial_lr
-            for group in optimizer.param_groups:
-                group["lr"] = self.lr
-        if self.scheduler_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
-        }
+        return optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory, self.lr)
+
+
+def optimizers(
+    params: Iterable[nn.Parameter],
+    optimizer: OptimizerFactory | None,
+    scheduler: SchedulerFactory | None = None,
+    lr: float | None = None,
+) -> Any:
+    """What ``configure_optimizers`` returns for the package's modules: ``optimizer(params)`` (None: AdamW(1e-3)),
+    every group's learning rate replaced by ``lr`` when given (``lr_find``), and ``scheduler`` stepped each epoch."""
+    built = torch.optim.AdamW(params, lr=1e-3) if optimizer is None else optimizer(params)
+    if lr is not None:  # before the scheduler, which records each group's initial_lr
+        for group in built.param_groups:
+            group["lr"] = lr
+    if scheduler is None:
+        return built
+    return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler(built), "interval": "epoch"}}

@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 
 from lightning_mixup.checks import check_int
 from lightning_mixup.functional.targets import PairTarget, check_num_classes, pair_loss
-from lightning_mixup.models.classifier import OptimizerFactory, SchedulerFactory
+from lightning_mixup.models.classifier import OptimizerFactory, SchedulerFactory, optimizers
 
 NO_IGNORE = -100  # PyTorch's default ignore_index: no class index is negative
 
@@ -160,13 +160,4 @@ class Segmenter(pl.LightningModule):
         return self(batch[self.input_key]).argmax(dim=1)
 
     def configure_optimizers(self) -> Any:
-        if self.optimizer_factory is None:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3)
-        else:
-            optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
-        }
+        return optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
