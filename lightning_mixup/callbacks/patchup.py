@@ -118,8 +118,8 @@ class PatchUp(HiddenStateMixer):
             raise ValueError(f"layer {name!r}: {err}") from None
 
     def mix_input(self, step: MixStep) -> MixedBatch:
-        mixed = cutmix_batch(step.x, step.target, step.targets, self.input_alpha, **self.batch_options(step))
         targets = step.targets.read(step.target, step.x)
+        mixed = cutmix_batch(step.x, targets, step.targets, self.input_alpha, **self.batch_options(step))
         return mixed._replace(target=self._weigh(step, targets, mixed.index, mixed.lam, mixed.lam))
 
     def _weigh(

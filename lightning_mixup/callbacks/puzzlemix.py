@@ -188,7 +188,7 @@ class PuzzleMix(Mixer):
         if noise is not None:
             noise = adversarial_noise(noise, grad, eps, generator)
         return puzzlemix_batch(
-            x, step.target, step.targets, input_saliency(grad), self.alpha, self.params,
+            x, targets, step.targets, input_saliency(grad), self.alpha, self.params,
             per_sample=self.per_sample, partner=self.partner, generator=generator,
             mean=mean, std=std, noise=noise, perturb=perturb,
         )  # fmt: skip

@@ -38,7 +38,7 @@ class MixedBatch(NamedTuple):
 
 def pair_up(
     x: Tensor,
-    target: Tensor,
+    target: Tensor | TargetBatch,
     num_classes: int | Targets,
     alpha: float,
     partner: str,

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lightning_mixup.functional.batch import MixedBatch, check_out, gather_partners, pair_up
 from lightning_mixup.functional.sampling import sample_lam
-from lightning_mixup.functional.targets import Targets
+from lightning_mixup.functional.targets import TargetBatch, Targets
 from lightning_mixup.functional.validation import check_input
 
 
@@ -89,7 +89,7 @@ def cutmix(x: Tensor, index: Tensor, boxes: Tensor, out: Tensor | None = None) -
 
 def cutmix_batch(
     x: Tensor,
-    target: Tensor,
+    target: Tensor | TargetBatch,
     num_classes: int | Targets,
     alpha: float = 1.0,
     *,

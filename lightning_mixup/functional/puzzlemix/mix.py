@@ -20,7 +20,7 @@ from lightning_mixup.functional.puzzlemix.energy import mask_problem, pool_salie
 from lightning_mixup.functional.puzzlemix.solver import solve_masks
 from lightning_mixup.functional.puzzlemix.transport import move_blocks, transport_plan
 from lightning_mixup.functional.sampling import sample_lam
-from lightning_mixup.functional.targets import Move, Targets
+from lightning_mixup.functional.targets import Move, TargetBatch, Targets
 
 GRIDS = (2, 4, 8, 16)
 
@@ -265,7 +265,7 @@ def transport_plans(
 
 def puzzlemix_batch(
     x: Tensor,
-    target: Tensor,
+    target: Tensor | TargetBatch,
     num_classes: int | Targets,
     saliency: Tensor,
     alpha: float = 1.0,
