@@ -13,9 +13,9 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "lightning_mixup.callbacks": (
-        "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "GridMix", "HiddenStateMixer", "ManifoldMixup",
-        "MixedBatchLogger", "MixUp", "Mixer", "MixingCallback", "MixStep", "PatchUp", "PuzzleMix", "RandomChoice",
-        "ResizeMix", "SaliencyMix", "SmoothMix", "SnapMix",
+        "AlignMix", "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "GridMix", "HiddenStateMixer",
+        "ManifoldMixup", "MixedBatchLogger", "Mixer", "MixingCallback", "MixStep", "MixUp", "PatchUp", "PuzzleMix",
+        "RandomChoice", "ResizeMix", "SaliencyMix", "SmoothMix", "SnapMix",
     ),
     "lightning_mixup.metrics": ("MixedAccuracy",),
     "lightning_mixup.models": ("Classifier", "GANModule", "Segmenter"),
@@ -23,13 +23,15 @@ _HOMES = {
 _HOME_OF = {name: module for module, exported in _HOMES.items() for name in exported}
 
 __all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
-    "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "GridMix", "HiddenStateMixer",
-    "ManifoldMixup", "MixStep", "MixUp", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "PatchUp",
-    "PuzzleMix", "RandomChoice", "ResizeMix", "SaliencyMix", "Segmenter", "SmoothMix", "SnapMix", "__version__",
+    "AlignMix", "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "GridMix",
+    "HiddenStateMixer", "ManifoldMixup", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "MixStep",
+    "MixUp", "PatchUp", "PuzzleMix", "RandomChoice", "ResizeMix", "SaliencyMix", "Segmenter", "SmoothMix", "SnapMix",
+    "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
     from lightning_mixup.callbacks import (
+        AlignMix,
         CutMix,
         DiscriminatorMixup,
         FMix,

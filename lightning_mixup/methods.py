@@ -26,6 +26,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 from lightning_mixup.callbacks import (
+    AlignMix,
     CutMix,
     DiscriminatorMixup,
     FMix,
@@ -40,6 +41,7 @@ from lightning_mixup.callbacks import (
     SnapMix,
 )
 from lightning_mixup.functional import (
+    alignmix_batch,
     cutmix_batch,
     fmix_batch,
     gan_mixup_batch,
@@ -208,6 +210,17 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 "test_functional_snapmix.py",
                 example={"feature_layer": "net.layer3", "classifier_layer": "net.head.2"},
                 gallery={"alpha": 5.0},
+            ),
+            Method(
+                "alignmix", "AlignMixup", "hidden", AlignMix, alignmix_batch,
+                "Venkataramanan et al., CVPR 2022", "2103.15375", "shashankvkt/AlignMixup_CVPR22",
+                "a hidden feature map and its partner's, aligned position to position by Sinkhorn optimal transport, "
+                "then interpolated",
+                "`layers` (the last feature map), `include_input=True`, `alpha=2.0`, `eps=0.1`, `iterations=100`, "
+                "`tol=0.1`, `direction='random'`",
+                "test_alignmix.py",
+                example={"layers": ["net.layer3"]},
+                gallery={"alpha": 2.0, "direction": "to_sample"},
             ),
             Method(
                 "gan_mixup", "mixup for GAN discriminators", "gan", DiscriminatorMixup, gan_mixup_batch,

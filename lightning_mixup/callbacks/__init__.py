@@ -1,5 +1,6 @@
 """Mixing callbacks: add one to ``Trainer(callbacks=[...])`` and the training batches are mixed."""
 
+from lightning_mixup.callbacks.alignmix import AlignMix
 from lightning_mixup.callbacks.base import Mixer, MixingCallback, MixStep, SeededCallback
 from lightning_mixup.callbacks.batch_logger import MixedBatchLogger
 from lightning_mixup.callbacks.cutmix import CutMix
@@ -21,6 +22,7 @@ from lightning_mixup.callbacks.snapmix import SnapMix
 
 __all__ = [
     "AcceptsAuxiliaryLoss",
+    "AlignMix",
     "CutMix",
     "DiscriminatorMixup",
     "EpochSummary",
@@ -30,10 +32,10 @@ __all__ = [
     "HiddenStateMixer",
     "ManifoldMixup",
     "MixedBatchLogger",
-    "MixUp",
     "Mixer",
     "MixingCallback",
     "MixStep",
+    "MixUp",
     "PatchUp",
     "PuzzleMix",
     "RandomChoice",

@@ -3,6 +3,7 @@
 from lightning_mixup.functional.cutmix import box_mask, cutmix, cutmix_batch, sample_boxes
 from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fourier_noise, sample_masks
 from lightning_mixup.functional.batch import MixedBatch, pair_up
+from lightning_mixup.functional.alignmix import aligned_sources, alignment_plan, alignmix, alignmix_batch
 from lightning_mixup.functional.mixup import mixup, mixup_batch
 from lightning_mixup.functional.gan import discriminator_mixup, gan_mixup_batch
 from lightning_mixup.functional.gridmix import cell_masks, gridmix, gridmix_batch, hole_masks
@@ -29,6 +30,10 @@ __all__ = [
     "PairTarget",
     "TargetBatch",
     "Targets",
+    "aligned_sources",
+    "alignment_plan",
+    "alignmix",
+    "alignmix_batch",
     "binarise_masks",
     "block_masks",
     "box_mask",
