@@ -15,7 +15,7 @@ _HOMES = {
     "lightning_mixup.callbacks": (
         "AlignMix", "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "GridMix", "HiddenStateMixer",
         "ManifoldMixup", "MixedBatchLogger", "Mixer", "MixingCallback", "MixStep", "MixUp", "PatchUp", "PuzzleMix",
-        "RandomChoice", "ResizeMix", "SaliencyMix", "SmoothMix", "SnapMix",
+        "RandomChoice", "Remix", "ResizeMix", "SaliencyMix", "SmoothMix", "SnapMix",
     ),
     "lightning_mixup.metrics": ("MixedAccuracy",),
     "lightning_mixup.models": ("Classifier", "GANModule", "Segmenter"),
@@ -25,8 +25,8 @@ _HOME_OF = {name: module for module, exported in _HOMES.items() for name in expo
 __all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
     "AlignMix", "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "GridMix",
     "HiddenStateMixer", "ManifoldMixup", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "MixStep",
-    "MixUp", "PatchUp", "PuzzleMix", "RandomChoice", "ResizeMix", "SaliencyMix", "Segmenter", "SmoothMix", "SnapMix",
-    "__version__",
+    "MixUp", "PatchUp", "PuzzleMix", "RandomChoice", "Remix", "ResizeMix", "SaliencyMix", "Segmenter", "SmoothMix",
+    "SnapMix", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         PatchUp,
         PuzzleMix,
         RandomChoice,
+        Remix,
         ResizeMix,
         SaliencyMix,
         SmoothMix,

@@ -35,6 +35,7 @@ from lightning_mixup.callbacks import (
     MixUp,
     PatchUp,
     PuzzleMix,
+    Remix,
     ResizeMix,
     SaliencyMix,
     SmoothMix,
@@ -48,6 +49,7 @@ from lightning_mixup.functional import (
     gridmix_batch,
     mixup_batch,
     patchup_batch,
+    remix_batch,
     resizemix_batch,
     saliencymix_batch,
     smoothmix_batch,
@@ -221,6 +223,17 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 "test_alignmix.py",
                 example={"layers": ["net.layer3"]},
                 gallery={"alpha": 2.0, "direction": "to_sample"},
+            ),
+            Method(
+                "remix", "Remix", "input", Remix, remix_batch,
+                "Chou et al., ECCV Workshops 2020", "2007.03943",
+                "— (no official code; the paper's equations, cf. ntucllab/imbalanced-DL)",
+                "mixup's input; the label weight set to 0 or 1 toward the minority class when n_i/n_j ≥ κ and λ is "
+                "on the majority's side of τ",
+                "`alpha=1.0`, `kappa=3`, `tau=0.5`, `class_counts` (or the datamodule's)",
+                "test_remix.py",
+                example={"class_counts": (122, 94, 73, 56, 43, 33, 26, 20, 15, 12)},
+                gallery={"alpha": 1.0, "class_counts": (100, 30, 10, 1)},
             ),
             Method(
                 "gan_mixup", "mixup for GAN discriminators", "gan", DiscriminatorMixup, gan_mixup_batch,

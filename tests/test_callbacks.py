@@ -18,7 +18,10 @@ from lightning_mixup.callbacks.random_choice import FORWARDED_HOOKS
 from lightning_mixup.methods import get, names
 from lightning_mixup.callbacks.base import MixStep, mixing_seed
 
-LAYERS = {"snapmix": {"feature_layer": "net.1", "classifier_layer": "net.4"}}  # UserModule's map before pooling, fc
+LAYERS = {  # UserModule's options: its map before pooling and fc; its 4 classes
+    "snapmix": {"feature_layer": "net.1", "classifier_layer": "net.4"},
+    "remix": {"class_counts": [400, 100, 40, 10]},
+}
 MIXERS = {
     name: partial(get(name).make, **LAYERS.get(name, {})) for name in names("input", "saliency")
 }  # hidden: test_hidden.py

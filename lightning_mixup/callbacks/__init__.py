@@ -15,6 +15,7 @@ from lightning_mixup.callbacks.patchup import PatchUp
 from lightning_mixup.callbacks.progress import EpochSummary
 from lightning_mixup.callbacks.puzzlemix import AcceptsAuxiliaryLoss, PuzzleMix
 from lightning_mixup.callbacks.random_choice import RandomChoice
+from lightning_mixup.callbacks.remix import Remix
 from lightning_mixup.callbacks.resizemix import ResizeMix
 from lightning_mixup.callbacks.saliencymix import SaliencyMix
 from lightning_mixup.callbacks.smoothmix import SmoothMix
@@ -39,6 +40,7 @@ __all__ = [
     "PatchUp",
     "PuzzleMix",
     "RandomChoice",
+    "Remix",
     "ResizeMix",
     "SaliencyMix",
     "SeededCallback",

@@ -57,6 +57,7 @@ class SnapMix(Mixer):
 
     TASKS: ClassVar[tuple[str, ...]] = ("multiclass",)
     FORMS: ClassVar[tuple[str, ...]] = ("mixed",)
+    LABELS_FOLLOW_AREA: ClassVar[bool] = False  # the CAM mass of each box, not the area
 
     def __init__(
         self,

@@ -45,6 +45,12 @@ class DigitsDataModule(InMemoryDataModule):
     order only on ``shuffle_seed``. ``label_noise``: the fraction of training
     labels replaced by another class (symmetric noise, seeded by ``label_noise_seed``;
     validation and test stay clean), as in the mixup paper's label-noise study.
+    ``imbalance_ratio``: None keeps every training image; a number ρ ≥ 1 makes the *training* split long-tailed
+    with the exponential profile of the long-tailed CIFAR benchmarks (LDAM, Remix): class ``c`` keeps
+    ``n_c = ⌊n_max·ρ^(−c/(C−1))⌋`` images (at least 1), ``n_max`` being the smallest class of the balanced split,
+    chosen at random (seeded by ``imbalance_seed``); validation and test stay exactly as they are (balanced, and
+    normalized with the full training split's statistics), so that their accuracy is the balanced one.
+    :attr:`class_counts` gives the training split's per-class counts.
 
     Example:
         >>> dm = DigitsDataModule(batch_size=32, image_size=16)
@@ -52,6 +58,8 @@ class DigitsDataModule(InMemoryDataModule):
         >>> x, y = next(iter(dm.train_dataloader()))
         >>> x.shape, y.dtype
         (torch.Size([32, 1, 16, 16]), torch.int64)
+        >>> DigitsDataModule(imbalance_ratio=10).class_counts
+        [122, 94, 73, 56, 43, 33, 26, 20, 15, 12]
     """
 
     num_classes: int = 10
@@ -69,6 +77,8 @@ class DigitsDataModule(InMemoryDataModule):
         shuffle_seed: int = 0,
         label_noise: float = 0.0,
         label_noise_seed: int = 0,
+        imbalance_ratio: float | None = None,
+        imbalance_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, shuffle_seed, num_workers=num_workers, drop_last=drop_last)
         check_fractions(val_fraction, test_fraction)
@@ -77,6 +87,9 @@ class DigitsDataModule(InMemoryDataModule):
         check_bool("normalize", normalize)
         check_number("label_noise", label_noise, 0.0, 1.0)
         check_int("label_noise_seed", label_noise_seed)
+        if imbalance_ratio is not None:
+            check_number("imbalance_ratio", imbalance_ratio, 1.0, what="None or a finite number >= 1")
+        check_int("imbalance_seed", imbalance_seed)
         self.save_hyperparameters()
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -85,6 +98,8 @@ class DigitsDataModule(InMemoryDataModule):
         self.normalize = normalize
         self.label_noise = float(label_noise)
         self.label_noise_seed = label_noise_seed
+        self.imbalance_ratio = None if imbalance_ratio is None else float(imbalance_ratio)
+        self.imbalance_seed = imbalance_seed
         self.input_shape: tuple[int, int, int] = (1, image_size, image_size)
         self.mean: float | None = None
         self.std: float | None = None
@@ -103,9 +118,51 @@ class DigitsDataModule(InMemoryDataModule):
             self.mean = train_x.mean().item()
             self.std = train_x.std().item()
             x = (x - self.mean) / self.std
+        if self.imbalance_ratio is not None:  # after the statistics: validation and test stay exactly the same
+            train = long_tail(y, train, self.num_classes, self.imbalance_ratio, self.imbalance_seed)
         train_y = symmetric_label_noise(y[train], self.num_classes, self.label_noise, self.label_noise_seed)
         return (
             TensorDataset(x[train], train_y),
             TensorDataset(x[val], y[val]),
             TensorDataset(x[test], y[test]),
         )
+
+    @property
+    def class_counts(self) -> list[int]:
+        """The number of training images of each class (after ``imbalance_ratio`` and ``label_noise``): what a
+        class-rebalancing method such as :class:`~lightning_mixup.callbacks.remix.Remix` reads. Builds the splits
+        if :meth:`setup` has not run yet."""
+        if self.train_set is None:
+            self.setup("fit")
+        labels = self.train_set.tensors[1]
+        return torch.bincount(labels, minlength=self.num_classes).tolist()
+
+
+def long_tail(labels: Tensor, indices: Tensor, num_classes: int, ratio: float, seed: int = 0) -> Tensor:
+    """The sorted subset of ``indices`` that keeps ``n_c = max(1, ⌊n_max·ratio^(−c/(C−1))⌋)`` samples of class
+    ``c`` (``labels[indices]``), ``n_max`` being the smallest class among ``indices``: the exponential profile of
+    the long-tailed CIFAR benchmarks (Cao et al. LDAM, arXiv 1906.07413; Remix, arXiv 2007.03943), class 0 the head,
+    class ``C − 1`` the tail, ``n_0 / n_{C−1} ≈ ratio``. Which samples stay is drawn with a generator seeded by
+    ``seed`` alone.
+
+    Example:
+        >>> keep = long_tail(torch.arange(40) % 4, torch.arange(40), 4, 10.0)
+        >>> torch.bincount(torch.arange(40)[keep] % 4).tolist()
+        [10, 4, 2, 1]
+    """
+    check_number("imbalance_ratio", ratio, 1.0)
+    own = labels[indices]
+    counts = torch.bincount(own, minlength=num_classes)
+    n_max = int(counts.min())
+    if n_max == 0:
+        raise ValueError(f"every class needs a training sample to make a long tail, got counts {counts.tolist()}")
+    exponent = torch.arange(num_classes, dtype=torch.float64) / (num_classes - 1)
+    keep = (n_max * float(ratio) ** -exponent).floor().long().clamp(min=1)
+    # a random rank of each sample within its class: keep the first n_c of class c
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(own.numel(), generator=generator)
+    by_class = order[torch.argsort(own[order], stable=True)]
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(own)
+    rank[by_class] = torch.arange(own.numel()) - start[own[by_class]]
+    return indices[rank < keep[own]].sort().values

@@ -4,6 +4,7 @@ from lightning_mixup.functional.cutmix import box_mask, cutmix, cutmix_batch, sa
 from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fourier_noise, sample_masks
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.alignmix import aligned_sources, alignment_plan, alignmix, alignmix_batch
+from lightning_mixup.functional.remix import remix_batch, remix_label_weight
 from lightning_mixup.functional.mixup import mixup, mixup_batch
 from lightning_mixup.functional.gan import discriminator_mixup, gan_mixup_batch
 from lightning_mixup.functional.gridmix import cell_masks, gridmix, gridmix_batch, hole_masks
@@ -65,6 +66,8 @@ __all__ = [
     "patchup_hidden",
     "patchup_own_share",
     "patchup_targets",
+    "remix_batch",
+    "remix_label_weight",
     "resizemix",
     "resizemix_batch",
     "saliency_boxes",

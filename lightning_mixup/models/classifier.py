@@ -52,8 +52,8 @@ class Classifier(pl.LightningModule):
     mixed probabilities for each of the losses. ``train/acc`` is the weighted accuracy of
     :class:`~lightning_mixup.metrics.MixedAccuracy` (λ·[pred = a] + (1 − λ)·[pred = b]; plain accuracy on clean
     batches), ``train/acc_dominant`` the accuracy against the label with the larger share. Validation and test
-    log accuracy and the expected calibration error (ECE, 15 bins, L1) from torchmetrics, and the loss on hard
-    labels; with ``task="multilabel"``, accuracy and macro F1 over the labels (threshold 0.5) and the BCE.
+    log accuracy, balanced accuracy (``bacc``: the mean recall over the classes) and the expected calibration error
+    (ECE, 15 bins, L1) from torchmetrics, and the loss on hard labels; with ``task="multilabel"``, accuracy and macro F1 over the labels (threshold 0.5) and the BCE.
 
     Args:
         net: the network; ``forward(x)`` returns its logits.
@@ -142,6 +142,7 @@ class Classifier(pl.LightningModule):
                 setattr(self, f"{stage}_f1", MultilabelF1Score(num_labels=num_classes))
                 continue
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes=num_classes, average="micro"))
+            setattr(self, f"{stage}_bacc", MulticlassAccuracy(num_classes=num_classes, average="macro"))
             setattr(self, f"{stage}_ece", MulticlassCalibrationError(num_classes=num_classes, n_bins=15, norm="l1"))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -226,11 +227,13 @@ class Classifier(pl.LightningModule):
             return
         if target.is_floating_point():
             target = target.argmax(dim=1)
-        acc, ece = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_ece")
+        acc, bacc, ece = (getattr(self, f"{stage}_{name}") for name in ("acc", "bacc", "ece"))
         acc(logits, target)
+        bacc(logits, target)
         ece(logits.softmax(dim=1), target)
         self.log(f"{stage}/loss", F.cross_entropy(logits, target), batch_size=x.shape[0], sync_dist=True)
         self.log(f"{stage}/acc", acc, prog_bar=True, batch_size=x.shape[0])
+        self.log(f"{stage}/bacc", bacc, batch_size=x.shape[0])  # balanced: the mean recall over the classes
         self.log(f"{stage}/ece", ece, batch_size=x.shape[0])
 
     def _evaluate_multilabel(self, x: Tensor, logits: Tensor, target: Tensor, stage: str) -> None:
