@@ -170,6 +170,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
     if "test/miou" in metrics:  # a segmentation run
         rank_zero_info(f"test mIoU {metrics['test/miou']:.4f}  test pixel accuracy {metrics['test/acc']:.4f}")
+    elif "test/rmse" in metrics:  # a regression run
+        rank_zero_info(f"test RMSE {metrics['test/rmse']:.4f}  test MAE {metrics['test/mae']:.4f}")
     elif "test/acc" in metrics:
         rank_zero_info(f"test accuracy {metrics['test/acc']:.4f}  test ECE {metrics.get('test/ece', float('nan')):.4f}")
     return metrics

@@ -53,7 +53,8 @@ class Classifier(pl.LightningModule):
     :class:`~lightning_mixup.metrics.MixedAccuracy` (λ·[pred = a] + (1 − λ)·[pred = b]; plain accuracy on clean
     batches), ``train/acc_dominant`` the accuracy against the label with the larger share. Validation and test
     log accuracy, balanced accuracy (``bacc``: the mean recall over the classes) and the expected calibration error
-    (ECE, 15 bins, L1) from torchmetrics, and the loss on hard labels; with ``task="multilabel"``, accuracy and macro F1 over the labels (threshold 0.5) and the BCE.
+    (ECE, 15 bins, L1) from torchmetrics, and the loss on hard labels; with ``task="multilabel"``, accuracy and
+    macro F1 over the labels (threshold 0.5) and the BCE.
 
     Args:
         net: the network; ``forward(x)`` returns its logits.
