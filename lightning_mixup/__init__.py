@@ -13,25 +13,28 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "lightning_mixup.callbacks": (
-        "AlignMix", "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "GridMix", "HiddenStateMixer",
-        "ManifoldMixup", "MixedBatchLogger", "Mixer", "MixingCallback", "MixStep", "MixUp", "PatchUp", "PuzzleMix",
-        "RandomChoice", "Remix", "ResizeMix", "SaliencyMix", "SmoothMix", "SnapMix",
+        "AlignMix", "CMixup", "CoMixup", "CutMix", "DiscriminatorMixup", "FMix", "GANMonitor", "GridMix",
+        "HiddenStateMixer", "ManifoldMixup", "MixedBatchLogger", "Mixer", "MixingCallback", "MixStep", "MixUp",
+        "PatchUp", "PuzzleMix", "RandomChoice", "RegMixup", "Remix", "ResizeMix", "SaliencyMix", "SmoothMix",
+        "SnapMix", "TransMix",
     ),
     "lightning_mixup.metrics": ("MixedAccuracy",),
-    "lightning_mixup.models": ("Classifier", "GANModule", "Segmenter"),
+    "lightning_mixup.models": ("Classifier", "GANModule", "Regressor", "Segmenter"),
 }  # fmt: skip
 _HOME_OF = {name: module for module, exported in _HOMES.items() for name in exported}
 
 __all__ = [  # what `from lightning_mixup import *` and IDEs see: the names of _HOMES (a test keeps them equal)
-    "AlignMix", "Classifier", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor", "GridMix",
-    "HiddenStateMixer", "ManifoldMixup", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback", "MixStep",
-    "MixUp", "PatchUp", "PuzzleMix", "RandomChoice", "Remix", "ResizeMix", "SaliencyMix", "Segmenter", "SmoothMix",
-    "SnapMix", "__version__",
+    "AlignMix", "Classifier", "CMixup", "CoMixup", "CutMix", "DiscriminatorMixup", "FMix", "GANModule", "GANMonitor",
+    "GridMix", "HiddenStateMixer", "ManifoldMixup", "MixedAccuracy", "MixedBatchLogger", "Mixer", "MixingCallback",
+    "MixStep", "MixUp", "PatchUp", "PuzzleMix", "RandomChoice", "RegMixup", "Regressor", "Remix", "ResizeMix",
+    "SaliencyMix", "Segmenter", "SmoothMix", "SnapMix", "TransMix", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
     from lightning_mixup.callbacks import (
         AlignMix,
+        CMixup,
+        CoMixup,
         CutMix,
         DiscriminatorMixup,
         FMix,
@@ -47,14 +50,16 @@ if TYPE_CHECKING:
         PatchUp,
         PuzzleMix,
         RandomChoice,
+        RegMixup,
         Remix,
         ResizeMix,
         SaliencyMix,
         SmoothMix,
         SnapMix,
+        TransMix,
     )
     from lightning_mixup.metrics import MixedAccuracy
-    from lightning_mixup.models import Classifier, GANModule, Segmenter
+    from lightning_mixup.models import Classifier, GANModule, Regressor, Segmenter
 
 
 def __getattr__(name: str) -> Any:

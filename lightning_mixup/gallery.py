@@ -100,12 +100,18 @@ def example(method: Method, x: Tensor, per_sample: bool, generator: torch.Genera
     if method.kind == "gan":
         mixed = method.batch_op(source, source.flip(0), **options)
         own = mixed.target
+    elif "multiclass" not in method.callback.TASKS:  # C-Mixup: regression values, partners drawn by label distance
+        mixed = method.batch_op(source, torch.arange(n, dtype=source.dtype), **options)
+        own = mixed.lam.expand(n)
     else:
         if method.kind == "saliency":
             options["saliency"] = source[:, 0] + 1e-3
         mixed = method.batch_op(source, torch.arange(n), n, partner="flip", **options)
+        if mixed.input.shape[0] == 2 * n:  # RegMixup: the clean batch, then its mixed copy: show the copy
+            mixed = mixed._replace(input=mixed.input[n:], target=mixed.target[n:])
         own = mixed.target.diagonal()
-    first, second = mixed.sources if mixed.sources is not None else (source, source.flip(0))
+    partners = source.flip(0) if mixed.index is None else source[mixed.index]
+    first, second = mixed.sources if mixed.sources is not None else (source, partners)
     lam = mixed.lam.expand(n)
     mask = lam.view(n, 1, 1, 1) if mixed.mask is None else mixed.mask
     mask = mask.to(source.dtype).expand_as(source)

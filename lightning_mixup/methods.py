@@ -27,6 +27,8 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_mixup.callbacks import (
     AlignMix,
+    CMixup,
+    CoMixup,
     CutMix,
     DiscriminatorMixup,
     FMix,
@@ -35,33 +37,41 @@ from lightning_mixup.callbacks import (
     MixUp,
     PatchUp,
     PuzzleMix,
+    RegMixup,
     Remix,
     ResizeMix,
     SaliencyMix,
     SmoothMix,
     SnapMix,
+    TransMix,
 )
 from lightning_mixup.functional import (
     alignmix_batch,
+    cmixup_batch,
+    comixup_batch,
     cutmix_batch,
     fmix_batch,
     gan_mixup_batch,
     gridmix_batch,
     mixup_batch,
     patchup_batch,
+    regmixup_batch,
     remix_batch,
     resizemix_batch,
     saliencymix_batch,
     smoothmix_batch,
     snapmix_batch,
+    transmix_batch,
 )
 from lightning_mixup.functional.batch import MixedBatch
+from lightning_mixup.functional.comixup import CoMixupParams
 from lightning_mixup.functional.puzzlemix import PuzzleMixParams, puzzlemix_batch
 
 KINDS = {
     "input": "mixes the input before the forward",
     "hidden": "mixes the output of a hidden layer during the forward (a forward hook)",
     "saliency": "mixes the input, guided by the saliency of an extra forward and backward pass",
+    "attention": "mixes the input; the targets re-weighted by the network's attention during the forward (a hook)",
     "gan": "mixes real and generated samples for a GAN's discriminator",
 }
 
@@ -236,6 +246,45 @@ METHODS: Mapping[str, Method] = MappingProxyType(
                 gallery={"alpha": 1.0, "class_counts": (100, 30, 10, 1)},
             ),
             Method(
+                "cmixup", "C-Mixup", "input", CMixup, cmixup_batch,
+                "Yao et al., NeurIPS 2022", "2210.05775", "huaxiuyao/C-Mixup",
+                "mixup for regression, each partner drawn ∝ exp(−‖y_i − y_j‖²/(2σ²)) (close labels)",
+                "`alpha=2.0`, `bandwidth` σ (per data set, in label units; 1.0), `kernel='gaussian'`",
+                "test_cmixup.py",
+                example={"bandwidth": 1.0},
+                gallery={"alpha": 2.0, "bandwidth": 1.0},
+            ),
+            Method(
+                "regmixup", "RegMixup", "input", RegMixup, regmixup_batch,
+                "Pinto et al., NeurIPS 2022", "2206.14502", "FrancescoPinto/RegMixup",
+                "the clean batch and its mixup in one forward (2B rows): the clean loss plus η × the mixup loss",
+                "`alpha` (20 on CIFAR-10, 10 on CIFAR-100), `eta=1`, `reduction='mean'` (the official ½·(clean + mix))",
+                "test_regmixup.py",
+                example={"alpha": 10.0},
+                gallery={"alpha": 20.0},
+            ),
+            Method(
+                "comixup", "Co-Mixup", "saliency", CoMixup, comixup_batch,
+                "Kim et al., ICLR 2021", "2102.03065", "snu-mllab/Co-Mixup",
+                "partitions of `m_part` inputs; each output a block mosaic of several of them, chosen jointly to keep "
+                "saliency and keep the outputs diverse; labels weighted by each input's share",
+                "`alpha=2` (Dirichlet), `grids=(4,)`, `m_part=20`, `beta=0.32`, `gamma=1.0`, `eta=0.05`, "
+                "`omega=0.001`, `thres=0.83`, `niter=4`, `set_resolve=True`, `clean_lam=1`",
+                "test_comixup.py",
+                example={"grids": (2, 4), "m_part": 4, "niter": 2},
+                gallery={"params": CoMixupParams(m_part=4)},
+            ),
+            Method(
+                "transmix", "TransMix", "attention", TransMix, transmix_batch,
+                "Chen et al., CVPR 2022", "2111.09833", "Beckschen/TransMix",
+                "CutMix (or mixup, switched per batch); a CutMix batch's label weights re-computed from the class "
+                "token's attention on each image's patches (averaged with the area)",
+                "`alpha=1.0` (CutMix), `mixup_alpha=0.8`, `switch_prob=0.8`, `area_weight=0.5`, `attention_layer`",
+                "test_transmix.py",
+                example={"attention_layer": "net.blocks.3.attn.attn_drop"},
+                gallery={"alpha": 1.0, "switch_prob": 1.0},
+            ),
+            Method(
                 "gan_mixup", "mixup for GAN discriminators", "gan", DiscriminatorMixup, gan_mixup_batch,
                 "Zhang et al., ICLR 2018, §3.7", "1710.09412", "—",
                 "real and generated samples, for a GAN's discriminator, with λ as its target",
@@ -256,17 +305,24 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def names(*kinds: str) -> list[str]:
-    """The names of the methods of these kinds (all methods without ``kinds``), in registry order.
+def names(*kinds: str, task: str | None = None) -> list[str]:
+    """The names of the methods of these kinds (all methods without ``kinds``) that mix ``task``'s targets (any
+    task when None), in registry order.
 
     Example:
         >>> names("hidden")
-        ['manifold_mixup', 'patchup']
+        ['manifold_mixup', 'patchup', 'alignmix']
+        >>> names("input", task="regression")[-2:]
+        ['cmixup', 'regmixup']
     """
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown}; the kinds are {list(KINDS)}")
-    return [m.name for m in METHODS.values() if not kinds or m.kind in kinds]
+    return [
+        m.name
+        for m in METHODS.values()
+        if (not kinds or m.kind in kinds) and (task is None or task in getattr(m.callback, "TASKS", (task,)))
+    ]
 
 
 COMBINATOR_ROW = (

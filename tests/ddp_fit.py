@@ -19,7 +19,7 @@ from lightning_mixup.methods import get, names
 from lightning_mixup.models.nets import SmallCNN
 
 
-NAMES = names("input", "hidden", "saliency")  # every classifier mixer of the registry (GANs: ddp_gan_fit.py)
+NAMES = names("input", "hidden", "saliency", task="multiclass")  # every classifier mixer (GANs: ddp_gan_fit.py)
 DDP_OPTIONS = {"puzzlemix": {"adv_p": 0.5, "clean_lam": 1.0}}  # also the adversarial and clean-loss paths
 
 

@@ -34,9 +34,10 @@ def test_every_mixer_fits_under_ddp_and_ranks_differ(ddp_out: Path) -> None:
     for name in NAMES:
         rank0 = torch.load(ddp_out / f"{name}-rank0.pt")
         rank1 = torch.load(ddp_out / f"{name}-rank1.pt")
-        assert rank0["targets"].shape == rank1["targets"].shape == (3, 32, 10), name
-        if name not in METHODS or "pair" in get(name).callback.FORMS:  # SnapMix's weights need not sum to 1
-            torch.testing.assert_close(rank0["targets"].sum(-1), torch.ones(3, 32))
+        rows = 32 * (get(name).callback.OUTPUT_ROWS if name in METHODS else 1)  # RegMixup: clean + mixed
+        assert rank0["targets"].shape == rank1["targets"].shape == (3, rows, 10), name
+        if name not in METHODS or get(name).callback.LABELS_FOLLOW_AREA:  # SnapMix's weights need not sum to 1
+            torch.testing.assert_close(rank0["targets"].sum(-1), torch.ones(3, rows))
         assert rank0["lam"].shape == (3, 32), name
         assert not torch.equal(rank0["lam"], rank1["lam"]), name
 

@@ -99,9 +99,12 @@ def test_a_new_hidden_state_mix_config_needs_no_net_config_change(net: str, tmp_
     assert list(cfg.mix.layers) == ["net.own"]
 
 
-@pytest.mark.parametrize("mix", [m for m in MIXES if m != "gan_mixup"])  # GAN-only: tests/test_gan.py
+NET_FOR = {"transmix": ("net=vit", "model=classifier_adamw")}  # a mix that needs another net than the SmallCNN
+
+
+@pytest.mark.parametrize("mix", [m for m in MIXES if m not in ("gan_mixup", "cmixup")])  # test_gan, test_regression
 def test_every_mix_config_composes_and_runs_fast_dev_run(mix: str, tmp_path: Path) -> None:
-    metrics = train(_compose(tmp_path, f"mix={mix}"))
+    metrics = train(_compose(tmp_path, f"mix={mix}", *NET_FOR.get(mix, ())))
     assert 0.0 <= metrics["test/acc"] <= 1.0 and 0.0 <= metrics["test/ece"] <= 1.0
     assert ("mix/applied" in metrics) == (mix != "none")
 

@@ -54,7 +54,8 @@ OPTIONS = {  # each method from the registry's example, with these changes: the 
     "puzzlemix": {"grids": (2, 4, 8), "adv_p": 0.5, "clean_lam": 0.5},
 }
 MIXERS = {
-    name: partial(get(name).make, seed=11, **OPTIONS.get(name, {})) for name in names("input", "hidden", "saliency")
+    name: partial(get(name).make, seed=11, **OPTIONS.get(name, {}))
+    for name in names("input", "hidden", "saliency", task="multiclass")
 }
 MIXERS["cutmix_pair"] = lambda: CutMix(per_sample=True, targets="pair", seed=11)  # the pair form resumes too
 MIXERS["random_choice"] = lambda: RandomChoice(

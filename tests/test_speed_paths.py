@@ -15,7 +15,8 @@ from lightning_mixup.bench import METHODS, main, run
 from lightning_mixup.functional import mixup_batch
 from lightning_mixup.methods import get, names
 
-BATCH_FNS = {name: get(name).batch_op for name in names("input")}  # the input mixers write into out=
+BATCH_FNS = {name: get(name).batch_op for name in names("input", task="multiclass")}  # these write into out=
+OPS = {"remix": {"class_counts": (16, 8, 4, 2, 1)}}  # options of the ops that need more than the batch
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -28,10 +29,10 @@ def test_out_path_equals_the_plain_path(name: str, per_sample: bool, channels_la
     y = torch.arange(16) % 5
     g = torch.Generator().manual_seed(3)
     state = g.get_state()
-    plain = BATCH_FNS[name](x, y, 5, per_sample=per_sample, generator=g)
+    plain = BATCH_FNS[name](x, y, 5, per_sample=per_sample, generator=g, **OPS.get(name, {}))
     g.set_state(state)
-    out = torch.empty_like(x)
-    fast = BATCH_FNS[name](x, y, 5, per_sample=per_sample, generator=g, out=out)
+    out = torch.empty_like(plain.input)  # RegMixup: 2B rows
+    fast = BATCH_FNS[name](x, y, 5, per_sample=per_sample, generator=g, out=out, **OPS.get(name, {}))
     assert fast.input.data_ptr() == out.data_ptr()
     assert torch.equal(fast.input, plain.input) and torch.equal(fast.target, plain.target)
     assert torch.equal(fast.lam, plain.lam)
@@ -57,12 +58,13 @@ def test_out_may_not_alias_or_need_grad() -> None:
         mixup_batch(x.requires_grad_(), torch.arange(4) % 2, 2, out=torch.empty(4, 2))
 
 
-@pytest.mark.parametrize("cls", [get(name).callback for name in names("input")])
-def test_callback_reuses_one_buffer_and_matches_the_unbuffered_run(cls: type) -> None:
+@pytest.mark.parametrize("name", names("input", task="multiclass"))
+def test_callback_reuses_one_buffer_and_matches_the_unbuffered_run(name: str) -> None:
     runs: dict[bool, list[Any]] = {}
+    options = {"remix": {"class_counts": (40, 20, 10, 5)}}.get(name, {})  # UserModule's 4 classes
     for reuse in (True, False):
         after = Recorder()
-        mixer = cls(per_sample=True, seed=2, reuse_buffer=reuse)
+        mixer = get(name).callback(per_sample=True, seed=2, reuse_buffer=reuse, **options)
         pointers, in_buffer = [], []
 
         class Pointer(Recorder):

@@ -22,7 +22,11 @@ from lightning_mixup.methods import get, names
 C = 5
 B = 8
 # every method whose targets mix two labels (GAN mixup's target is λ itself; SnapMix's CAM weights need not sum to 1)
-PER_SAMPLE = [name for name in names("input", "hidden", "saliency") if "pair" in get(name).callback.FORMS]
+PER_SAMPLE = [  # RegMixup's doubled batch: tests/test_regmixup.py
+    name
+    for name in names("input", "hidden", "saliency", task="multiclass")
+    if "pair" in get(name).callback.FORMS and get(name).callback.OUTPUT_ROWS == 1
+]
 DENSE = ["mixup", "cutmix", "fmix", "puzzlemix"]  # the methods that mix segmentation masks: all but PatchUp
 OPS: dict[str, dict[str, Any]] = {  # options of each batch_op for these tests
     "patchup": {"block_size": 3, "gamma": 0.5},

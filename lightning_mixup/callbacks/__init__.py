@@ -3,6 +3,8 @@
 from lightning_mixup.callbacks.alignmix import AlignMix
 from lightning_mixup.callbacks.base import Mixer, MixingCallback, MixStep, SeededCallback
 from lightning_mixup.callbacks.batch_logger import MixedBatchLogger
+from lightning_mixup.callbacks.cmixup import CMixup
+from lightning_mixup.callbacks.comixup import CoMixup
 from lightning_mixup.callbacks.cutmix import CutMix
 from lightning_mixup.callbacks.fmix import FMix
 from lightning_mixup.callbacks.gan_mixup import DiscriminatorMixup
@@ -15,15 +17,19 @@ from lightning_mixup.callbacks.patchup import PatchUp
 from lightning_mixup.callbacks.progress import EpochSummary
 from lightning_mixup.callbacks.puzzlemix import AcceptsAuxiliaryLoss, PuzzleMix
 from lightning_mixup.callbacks.random_choice import RandomChoice
+from lightning_mixup.callbacks.regmixup import RegMixup
 from lightning_mixup.callbacks.remix import Remix
 from lightning_mixup.callbacks.resizemix import ResizeMix
 from lightning_mixup.callbacks.saliencymix import SaliencyMix
 from lightning_mixup.callbacks.smoothmix import SmoothMix
 from lightning_mixup.callbacks.snapmix import SnapMix
+from lightning_mixup.callbacks.transmix import TransMix
 
 __all__ = [
     "AcceptsAuxiliaryLoss",
     "AlignMix",
+    "CMixup",
+    "CoMixup",
     "CutMix",
     "DiscriminatorMixup",
     "EpochSummary",
@@ -40,10 +46,12 @@ __all__ = [
     "PatchUp",
     "PuzzleMix",
     "RandomChoice",
+    "RegMixup",
     "Remix",
     "ResizeMix",
     "SaliencyMix",
     "SeededCallback",
     "SmoothMix",
     "SnapMix",
+    "TransMix",
 ]

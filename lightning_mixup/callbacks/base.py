@@ -244,6 +244,8 @@ class MixingCallback(SeededCallback, ABC):
     """The tasks whose targets this method can mix."""
     FORMS: ClassVar[tuple[str, ...]] = FORMS
     """The forms of mixed targets this method can give."""
+    OUTPUT_ROWS: ClassVar[int] = 1
+    """Rows of the mixed batch per input sample (RegMixup: 2, the clean batch followed by its mixed copy)."""
     LABELS_FOLLOW_AREA: ClassVar[bool] = True
     """Whether the label weight of the sample's own target is λ, the share of the input that is its own (False for
     the methods that weigh labels otherwise: SnapMix's CAM mass, Remix's rebalancing)."""

@@ -5,6 +5,18 @@ from lightning_mixup.functional.fmix import binarise_masks, fmix, fmix_batch, fo
 from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.alignmix import aligned_sources, alignment_plan, alignmix, alignmix_batch
 from lightning_mixup.functional.remix import remix_batch, remix_label_weight
+from lightning_mixup.functional.cmixup import cmixup_batch, label_distances, partner_probabilities, sample_partners
+from lightning_mixup.functional.regmixup import concat_targets, regmixup_batch
+from lightning_mixup.functional.comixup import CoMixupParams, comixup_batch
+from lightning_mixup.functional.transmix import (
+    attention_lam,
+    class_attention,
+    patch_grid,
+    patch_mask,
+    transmix_batch,
+    transmix_lam,
+    transmix_targets,
+)
 from lightning_mixup.functional.mixup import mixup, mixup_batch
 from lightning_mixup.functional.gan import discriminator_mixup, gan_mixup_batch
 from lightning_mixup.functional.gridmix import cell_masks, gridmix, gridmix_batch, hole_masks
@@ -27,6 +39,7 @@ from lightning_mixup.functional.sampling import expand_lam, partner_index, sampl
 from lightning_mixup.functional.targets import PairTarget, TargetBatch, Targets, mix_targets, pair_loss, to_probs
 
 __all__ = [
+    "CoMixupParams",
     "MixedBatch",
     "PairTarget",
     "TargetBatch",
@@ -35,11 +48,16 @@ __all__ = [
     "alignment_plan",
     "alignmix",
     "alignmix_batch",
+    "attention_lam",
     "binarise_masks",
     "block_masks",
     "box_mask",
     "cell_masks",
     "class_activation_maps",
+    "class_attention",
+    "cmixup_batch",
+    "comixup_batch",
+    "concat_targets",
     "cutmix",
     "cutmix_batch",
     "discriminator_mixup",
@@ -52,6 +70,7 @@ __all__ = [
     "gridmix_batch",
     "hole_masks",
     "input_saliency",
+    "label_distances",
     "loss_input_grad",
     "mix_targets",
     "mixup",
@@ -60,12 +79,16 @@ __all__ = [
     "pair_loss",
     "pair_up",
     "partner_index",
+    "partner_probabilities",
     "paste_resized",
+    "patch_grid",
+    "patch_mask",
     "patchup",
     "patchup_batch",
     "patchup_hidden",
     "patchup_own_share",
     "patchup_targets",
+    "regmixup_batch",
     "remix_batch",
     "remix_label_weight",
     "resizemix",
@@ -76,6 +99,7 @@ __all__ = [
     "sample_boxes",
     "sample_lam",
     "sample_masks",
+    "sample_partners",
     "sample_paste_boxes",
     "sample_scales",
     "smooth_masks",
@@ -84,5 +108,8 @@ __all__ = [
     "snapmix_batch",
     "spectral_residual_saliency",
     "to_probs",
+    "transmix_batch",
+    "transmix_lam",
+    "transmix_targets",
     "unchanged_fraction",
 ]

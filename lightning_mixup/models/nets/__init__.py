@@ -5,6 +5,7 @@ from lightning_mixup.models.nets.cnn import SmallCNN
 from lightning_mixup.models.nets.fcn import SmallFCN
 from lightning_mixup.models.nets.gan_nets import ConvDiscriminator, ConvGenerator
 from lightning_mixup.models.nets.mlp import MLP
+from lightning_mixup.models.nets.vit import ViT
 from lightning_mixup.models.nets.preact_resnet import PreActBlock, PreActResNet, PreActResNet18
 from lightning_mixup.models.nets.wide_resnet import WideBlock, WideResNet
 
@@ -17,6 +18,7 @@ __all__ = [
     "PreActResNet18",
     "SmallCNN",
     "SmallFCN",
+    "ViT",
     "WideBlock",
     "WideResNet",
 ]
