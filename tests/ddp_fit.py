@@ -12,11 +12,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from lightning_mixup import Classifier, CutMix, FMix, MixingCallback, MixUp, RandomChoice
+from lightning_mixup import Classifier, CutMix, FMix, MixingCallback, MixUp, RandomChoice, TransMix
 from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.functional import PairTarget
 from lightning_mixup.methods import get, names
-from lightning_mixup.models.nets import SmallCNN
+from lightning_mixup.models.nets import SmallCNN, ViT
 
 
 NAMES = names("input", "hidden", "saliency", task="multiclass")  # every classifier mixer (GANs: ddp_gan_fit.py)
@@ -49,7 +49,9 @@ def record_lam(mixer: MixingCallback, lams: list[torch.Tensor]) -> None:
     mixer.mix = recording
 
 
-def fit(callbacks: list[pl.Callback], ckpt_path: str | None = None, **trainer_kwargs: object) -> pl.Trainer:
+def fit(
+    callbacks: list[pl.Callback], ckpt_path: str | None = None, vit: bool = False, **trainer_kwargs: object
+) -> pl.Trainer:
     """One epoch of a small classifier on the digits with 2 CPU processes (ddp, gloo)."""
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -62,7 +64,8 @@ def fit(callbacks: list[pl.Callback], ckpt_path: str | None = None, **trainer_kw
         enable_model_summary=False,
         **{"enable_checkpointing": False, **trainer_kwargs},
     )
-    model = Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
+    net = ViT(image_size=8, patch_size=2, dim=16, depth=2, heads=2) if vit else SmallCNN(width=8)
+    model = Classifier(net, num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
     trainer.fit(model, datamodule=DigitsDataModule(batch_size=32), ckpt_path=ckpt_path)
     return trainer
 
@@ -71,11 +74,12 @@ def main(out: Path) -> None:
     mixers = {name: get(name).make(per_sample=True, **DDP_OPTIONS.get(name, {})) for name in NAMES}
     mixers["random_choice"] = RandomChoice([MixUp(), CutMix(), FMix()])
     mixers["cutmix_pair"] = CutMix(per_sample=True, targets="pair")
+    mixers["transmix"] = TransMix(attention_layer="net.blocks.1.attn.attn_drop", per_sample=True)  # on a ViT
     for name, mixer in mixers.items():
         pl.seed_everything(0)
         saver, lams = SaveTargets(), []
         record_lam(mixer, lams)
-        trainer = fit([mixer, saver], limit_train_batches=3, limit_val_batches=2)
+        trainer = fit([mixer, saver], vit=name == "transmix", limit_train_batches=3, limit_val_batches=2)
         result = {"targets": torch.stack(saver.targets), "lam": torch.stack(lams)}
         torch.save(result, out / f"{name}-rank{trainer.global_rank}.pt")
 

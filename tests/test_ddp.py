@@ -16,7 +16,7 @@ from lightning_mixup.methods import METHODS, get
 from ddp_fit import NAMES as MIXERS
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
-NAMES = (*MIXERS, "random_choice", "cutmix_pair")
+NAMES = (*MIXERS, "random_choice", "cutmix_pair", "transmix")
 
 
 @pytest.fixture(scope="module")

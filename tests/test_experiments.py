@@ -18,6 +18,7 @@ from lightning_mixup.train import config_dir, train
 PRESETS = sorted(p.stem for p in Path(config_dir(), "experiment").glob("*.yaml"))
 OPTIMIZER = {  # (lr, weight decay) of the presets whose official recipe is not the mixup paper's (0.1, 1e-4)
     "saliencymix_cifar100_wrn28_10": (0.1, 5e-4),
+    "comixup_cifar100_preactresnet18": (0.2, 1e-4),
 }
 SHRINK = {  # a small net, so that one step is quick on a CPU
     "PreActResNet18": ["net.width=4"],
@@ -55,6 +56,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_one_preset_per_headline_result() -> None:
     assert PRESETS == [
+        "comixup_cifar100_preactresnet18",
         "cutmix_cifar100_preactresnet18",
         "erm_cifar100_preactresnet18",
         "erm_cifar10_preactresnet18",
@@ -122,7 +124,9 @@ def test_preset_runs_fast_dev_run_on_fake_cifar(name: str, data_dir: Path, tmp_p
     assert ("mix/applied" in metrics) == (not name.startswith("erm"))
 
 
-@pytest.mark.parametrize("name", [p for p in PRESETS if p.startswith(("manifold_mixup", "patchup", "puzzlemix"))])
+@pytest.mark.parametrize(
+    "name", [p for p in PRESETS if p.startswith(("manifold_mixup", "patchup", "puzzlemix", "comixup"))]
+)
 def test_hidden_state_and_puzzlemix_presets_use_the_official_loss_and_optimizer(name: str) -> None:
     """The official Manifold Mixup, PatchUp and PuzzleMix CIFAR code trains with BCELoss(softmax(output), target) and
     SGD with Nesterov; PatchUp mixes one block mask per batch, its input with CutMix of beta 1, loss_params [1, 1]."""

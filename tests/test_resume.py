@@ -12,18 +12,19 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import Recorder, make_trainer, same
-from lightning_mixup import Classifier, CutMix, MixUp, RandomChoice
+from lightning_mixup import Classifier, CutMix, MixUp, RandomChoice, TransMix
 from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.methods import get, names
-from lightning_mixup.models.nets import SmallCNN
+from lightning_mixup.models.nets import SmallCNN, ViT
 
 STEPS_PER_EPOCH = 10  # 1258 training digits / batch 128
 CHECKPOINT_STEP = 13  # epoch 1, batch 3
 
 
-def _model() -> Classifier:
+def _model(vit: bool = False) -> Classifier:
     torch.manual_seed(0)
-    return Classifier(SmallCNN(width=8), num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+    net = ViT(image_size=8, patch_size=2, dim=16, depth=2, heads=2) if vit else SmallCNN(width=8)
+    return Classifier(net, num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
 
 
 def _run(
@@ -42,7 +43,7 @@ def _run(
         num_sanity_val_steps=0,
         limit_val_batches=0,
     )
-    model = _model()
+    model = _model(vit=isinstance(mixer, TransMix))
     trainer.fit(model, datamodule=DigitsDataModule(batch_size=128, shuffle_seed=1), ckpt_path=ckpt_path)
     return model, recorder.batches
 
@@ -57,6 +58,7 @@ MIXERS = {
     name: partial(get(name).make, seed=11, **OPTIONS.get(name, {}))
     for name in names("input", "hidden", "saliency", task="multiclass")
 }
+MIXERS["transmix"] = lambda: TransMix(attention_layer="net.blocks.1.attn.attn_drop", per_sample=True, seed=11)  # a ViT
 MIXERS["cutmix_pair"] = lambda: CutMix(per_sample=True, targets="pair", seed=11)  # the pair form resumes too
 MIXERS["random_choice"] = lambda: RandomChoice(
     [MixUp(alpha=0.8), CutMix(per_sample=True)], weights=[0.3, 0.7], p=0.8, seed=11
