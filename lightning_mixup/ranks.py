@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import torch
 import torch.distributed as dist
+from torch import Tensor
 from lightning.pytorch.utilities import rank_zero_warn
 
 T = TypeVar("T")
@@ -37,3 +39,30 @@ def own_part(parts: list[T], rank: int, world_size: int, owner: str, what: str) 
         )
         return None
     return parts[rank]
+
+
+def gather_rows(tensors: list[Tensor], world_size: int, owner: str) -> list[Tensor]:
+    """Each tensor's rows from every rank, concatenated in rank order (``[world_size·B, ...]``): the global batch.
+
+    Every rank must hold the same number of rows ``B`` (a ``ValueError`` names each rank's otherwise: make the
+    last batch even, e.g. ``DistributedSampler``'s padding or ``drop_last=True``). Memory formats are kept.
+    """
+    x = tensors[0]
+    rows = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.empty_like(rows) for _ in range(world_size)]
+    dist.all_gather(sizes, rows)
+    counts = [int(size) for size in sizes]
+    if len(set(counts)) > 1:
+        raise ValueError(
+            f"{owner}: partner_scope='global' needs the same batch size on every rank, got {counts} (by rank); "
+            "use a sampler that pads the last batch (DistributedSampler does) or drop_last=True"
+        )
+    gathered = []
+    for t in tensors:
+        channels_last = t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+        t = t.contiguous()
+        parts = [torch.empty_like(t) for _ in range(world_size)]
+        dist.all_gather(parts, t)
+        whole = torch.cat(parts)
+        gathered.append(whole.contiguous(memory_format=torch.channels_last) if channels_last else whole)
+    return gathered

@@ -37,13 +37,13 @@ class SaveTargets(pl.Callback):
         self.targets.append(target.clone())
 
 
-def record_lam(mixer: MixingCallback, lams: list[torch.Tensor]) -> None:
-    """Wrap the mixer's ``mix`` so that every λ it returns is kept."""
+def record_lam(mixer: MixingCallback, lams: list[torch.Tensor], rows: int = 32) -> None:
+    """Wrap the mixer's ``mix`` so that every λ it returns (for ``rows`` samples) is kept."""
     mix = mixer.mix
 
     def recording(*args):
         out = mix(*args)
-        lams.append(torch.full((32,), -1.0) if out is None else out.lam.expand(32).clone())
+        lams.append(torch.full((rows,), -1.0) if out is None else out.lam.expand(rows).clone())
         return out
 
     mixer.mix = recording

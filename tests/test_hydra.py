@@ -33,6 +33,7 @@ SHARED = {
         "task",
         "targets",
         "ignore_index",
+        "partner_scope",
     }  # fmt: skip
 }
 SHARED["mixer"] = SHARED["callback"] | {"per_sample", "partner"}

@@ -18,9 +18,10 @@ from lightning_mixup.callbacks.batches import Key, check_key, read_batch
 from lightning_mixup.checks import check_bool, check_choice, check_int, check_probability
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.sampling import PARTNERS, check_alpha
-from lightning_mixup.functional.targets import FORMS, TASKS, Targets, as_targets, check_num_classes
-from lightning_mixup.ranks import gather_ranks, own_part
+from lightning_mixup.functional.targets import FORMS, TASKS, PairTarget, Targets, as_targets, check_num_classes
+from lightning_mixup.ranks import gather_ranks, gather_rows, own_part
 
+PARTNER_SCOPES = ("local", "global")
 _GOLDEN = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, rank) pairs apart
 _MASK63 = (1 << 63) - 1
 
@@ -79,9 +80,14 @@ class SeededCallback(Callback):
             return
         self._rank, self._world_size = trainer.global_rank, getattr(trainer, "world_size", 1)
         base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        seed = mixing_seed(base, trainer.global_rank)
+        seed = mixing_seed(base, 0 if self.shares_draws else trainer.global_rank)
         if seed != self._seed:
             self._seed, self._generator = seed, None
+
+    @property
+    def shares_draws(self) -> bool:
+        """Whether every rank draws the same sequence (one seed for all ranks) instead of its own."""
+        return False
 
     def state_dict(self) -> dict[str, Any]:
         """Seed and generator state of every rank (gathered under DDP: the checkpoint is rank 0's)."""
@@ -190,6 +196,13 @@ class MixingCallback(SeededCallback, ABC):
             ``"pair"``: a :class:`~lightning_mixup.functional.PairTarget` ``(a, b, weight)`` for any per-sample
             loss through :func:`~lightning_mixup.functional.pair_loss`.
         ignore_index: segmentation label of pixels to ignore (e.g. 255); they stay ignored.
+        partner_scope: ``"local"``: under DDP each rank mixes within its own batch; ``"global"``: the partners
+            come from the global batch (every rank's), so a sample's partner is drawn from ``world_size·B − 1``
+            others. Each rank all-gathers the inputs and targets, draws the same mix of the global batch from
+            a generator all ranks share (seeded without the rank), and keeps its own rows: exactly what one
+            process would compute on the concatenated batch. Costs two all-gathers per step (each rank
+            receives ``(world_size − 1)·B`` samples and targets) and the mix of ``world_size·B`` samples.
+            Input mixers only (``GLOBAL_PARTNERS``); every rank must have the same batch size.
         seed: seed of the callback's generator; None takes the run seed (``seed_everything``'s
             ``PL_GLOBAL_SEED``, else 0). The global rank is folded in, so DDP ranks draw differently.
             The generator lives on the batch's device and is saved in the checkpoint.
@@ -212,9 +225,16 @@ class MixingCallback(SeededCallback, ABC):
         task: str = "multiclass",
         targets: str = "mixed",
         ignore_index: int | None = None,
+        partner_scope: str = "local",
     ) -> None:
         super().__init__(seed, start_epoch, stop_epoch)
         self.p = check_probability("p", p)
+        self.partner_scope = check_choice("partner_scope", partner_scope, PARTNER_SCOPES)
+        if partner_scope == "global" and not self.GLOBAL_PARTNERS:
+            raise ValueError(
+                f"{type(self).__name__} cannot draw partners from the global batch (partner_scope='global'): "
+                "it needs the partner inside the forward or a pass of the model; use partner_scope='local'"
+            )
         if num_classes is not None:
             check_num_classes(num_classes)
         self.input_key = check_key("input_key", input_key)
@@ -244,6 +264,9 @@ class MixingCallback(SeededCallback, ABC):
     """The tasks whose targets this method can mix."""
     FORMS: ClassVar[tuple[str, ...]] = FORMS
     """The forms of mixed targets this method can give."""
+    GLOBAL_PARTNERS: ClassVar[bool] = True
+    """Whether ``partner_scope="global"`` is supported (not by the methods that need the partner inside the forward
+    or a pass of the model: hidden-state mixers, PuzzleMix, Co-Mixup, SnapMix, TransMix; nor by RegMixup)."""
     OUTPUT_ROWS: ClassVar[int] = 1
     """Rows of the mixed batch per input sample (RegMixup: 2, the clean batch followed by its mixed copy)."""
     LABELS_FOLLOW_AREA: ClassVar[bool] = True
@@ -257,6 +280,10 @@ class MixingCallback(SeededCallback, ABC):
             raise ValueError(f"{cls.__name__} cannot mix task={task!r} targets; it mixes {list(cls.TASKS)}")
         if targets not in cls.FORMS:
             raise ValueError(f"{cls.__name__} cannot give targets={targets!r}; it gives {list(cls.FORMS)}")
+
+    @property
+    def shares_draws(self) -> bool:
+        return self.partner_scope == "global"
 
     # ---- Lightning hooks -----------------------------------------------------------------------
 
@@ -273,6 +300,10 @@ class MixingCallback(SeededCallback, ABC):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         x, target = read_batch(batch, (self.input_key, self.target_key), type(self).__name__)
+        rows, own = x.shape[0], slice(None)
+        if self.shares_draws and self._world_size > 1:  # partner_scope="global": mix the global batch
+            x, target = gather_rows([x, target], self._world_size, type(self).__name__)
+            own = slice(self._rank * rows, (self._rank + 1) * rows)
         if x.shape[0] < 2:
             if not self._warned_small:
                 rank_zero_warn(f"{type(self).__name__}: a batch of {x.shape[0]} sample cannot be mixed; left unchanged")
@@ -280,14 +311,18 @@ class MixingCallback(SeededCallback, ABC):
             return
         step = MixStep(x, target, self._resolved_targets(), self.generator_for(x.device), trainer.current_epoch)
         mixed = self.maybe_mix(step)
-        pl_module.log("mix/applied", float(mixed is not None), on_step=False, on_epoch=True, batch_size=x.shape[0])
+        pl_module.log("mix/applied", float(mixed is not None), on_step=False, on_epoch=True, batch_size=rows)
         if mixed is None:
             return
-        batch[self.input_key] = mixed.input
-        batch[self.target_key] = mixed.target
-        pl_module.log("mix/lam", mixed.lam.float().mean(), on_step=True, on_epoch=True, batch_size=x.shape[0])
-        if mixed.lam.ndim == 1:
-            pl_module.log("mix/lam_std", mixed.lam.float().std(), on_step=False, on_epoch=True, batch_size=x.shape[0])
+        target = mixed.target
+        batch[self.input_key] = mixed.input[own]
+        batch[self.target_key] = (
+            PairTarget(*(t[own] for t in target)) if isinstance(target, PairTarget) else target[own]
+        )
+        lam = mixed.lam[own] if mixed.lam.ndim == 1 else mixed.lam
+        pl_module.log("mix/lam", lam.float().mean(), on_step=True, on_epoch=True, batch_size=rows)
+        if lam.ndim == 1:
+            pl_module.log("mix/lam_std", lam.float().std(), on_step=False, on_epoch=True, batch_size=rows)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -52,6 +52,8 @@ class CoMixup(Mixer):
         >>> trainer = Trainer(callbacks=[CoMixup(m_part=20)], logger=False, enable_checkpointing=False)
     """
 
+    GLOBAL_PARTNERS: ClassVar[bool] = False  # its saliency pass runs the model
+
     FORMS: ClassVar[tuple[str, ...]] = ("mixed",)
 
     def __init__(

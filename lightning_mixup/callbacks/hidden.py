@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -50,6 +50,8 @@ class HiddenStateMixer(Mixer):
 
     A subclass provides :meth:`mix_input` and :meth:`plan`, and may refine :meth:`check_layer_output`.
     """
+
+    GLOBAL_PARTNERS: ClassVar[bool] = False  # the partner's hidden state lives in the forward
 
     def __init__(self, layers: Sequence[str], include_input: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -77,6 +77,8 @@ class PuzzleMix(Mixer):
         >>> from lightning import Trainer
         >>> trainer = Trainer(callbacks=[PuzzleMix()], logger=False, enable_checkpointing=False)
     """
+
+    GLOBAL_PARTNERS: ClassVar[bool] = False  # its saliency pass runs the model
 
     def __init__(
         self,

@@ -43,6 +43,10 @@ class RandomChoice(MixingCallback):
             if not isinstance(mixer, MixingCallback):
                 raise TypeError(f"RandomChoice takes mixing callbacks, got {mixer!r}")
             mixer.check_task(self.task, self.targets)  # the wrapper's targets govern
+            if self.partner_scope == "global" and not mixer.GLOBAL_PARTNERS:
+                raise ValueError(
+                    f"RandomChoice(partner_scope='global') cannot wrap {type(mixer).__name__}: it mixes locally"
+                )
         if weights is None:
             weights = [1.0] * len(mixers)
         weights = [float(w) for w in weights]

@@ -52,6 +52,8 @@ class RegMixup(Mixer):
         >>> trainer = Trainer(callbacks=[RegMixup(alpha=20.0)], logger=False, enable_checkpointing=False)
     """
 
+    GLOBAL_PARTNERS: ClassVar[bool] = False  # its batch doubles
+
     OUTPUT_ROWS: ClassVar[int] = 2  # the clean batch, then its mixed copy
 
     def __init__(self, alpha: float = 20.0, eta: float = 1.0, reduction: str = "mean", **kwargs: Any) -> None:

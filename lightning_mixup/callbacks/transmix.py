@@ -94,6 +94,8 @@ class TransMix(Mixer):
         >>> trainer = Trainer(callbacks=[transmix], logger=False, enable_checkpointing=False)
     """
 
+    GLOBAL_PARTNERS: ClassVar[bool] = False  # its label weights come from the forward's attention
+
     TASKS: ClassVar[tuple[str, ...]] = ("multiclass", "multilabel", "regression")  # one λ per sample
 
     def __init__(

@@ -1,0 +1,54 @@
+"""Run by tests/test_global_partners.py: 2 CPU processes (gloo) mixing with ``partner_scope="global"``.
+
+Each rank saves, for every step, its batch before and after the mixer; the test recomputes the mix of the
+concatenated global batch in one process. Also: a mid-epoch resume, and an uneven batch refused on both ranks.
+Usage: python tests/ddp_global_fit.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from conftest import Recorder
+from ddp_fit import fit, record_lam
+from lightning_mixup import MixingCallback, MixUp
+from lightning_mixup.ranks import gather_rows
+from global_mixers import GLOBAL_MIXERS
+
+
+def main(out: Path) -> None:
+    for name, make in GLOBAL_MIXERS.items():
+        pl.seed_everything(0)
+        before, after = Recorder(), Recorder()
+        mixer: MixingCallback = make()
+        trainer = fit([before, mixer, after], limit_train_batches=3, limit_val_batches=0)
+        torch.save({"before": before.batches, "after": after.batches}, out / f"{name}-rank{trainer.global_rank}.pt")
+    rank = trainer.global_rank
+    try:  # ranks with different batch sizes: both must refuse (no hang)
+        gather_rows([torch.zeros(3 + rank, 2)], 2, "Test")
+        message = ""
+    except ValueError as err:
+        message = str(err)
+    (out / f"uneven-rank{rank}.txt").write_text(message)
+
+
+def resume(out: Path) -> None:
+    """4 steps with a checkpoint at step 2, then resumed from it: every rank redraws the shared sequence."""
+    for phase, ckpt in (("full", None), ("resumed", str(out / "ckpt" / "epoch=0-step=2.ckpt"))):
+        pl.seed_everything(0)
+        mixer, lams = MixUp(per_sample=True, seed=5, partner_scope="global"), []
+        record_lam(mixer, lams, rows=64)
+        callbacks: list[pl.Callback] = [mixer]
+        if ckpt is None:
+            callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=2, save_top_k=-1))
+        trainer = fit(callbacks, ckpt, limit_train_batches=4, limit_val_batches=0, enable_checkpointing=ckpt is None)
+        torch.save(torch.stack(lams), out / f"resume-{phase}-rank{trainer.global_rank}.pt")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
+    resume(Path(sys.argv[1]))
