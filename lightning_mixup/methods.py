@@ -74,6 +74,7 @@ KINDS = {
     "attention": "mixes the input; the targets re-weighted by the network's attention during the forward (a hook)",
     "gan": "mixes real and generated samples for a GAN's discriminator",
 }
+"""The kinds of method, with what each mixes and when."""
 
 
 def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -329,6 +330,7 @@ COMBINATOR_ROW = (
     "| `RandomChoice` | `random_choice` | — (timm's mixup/CutMix switch, generalised) "
     "| one of several mixers per batch | `mixers`, `weights` | — |"
 )
+"""The README method table's last row: :class:`~lightning_mixup.RandomChoice`, a combinator, not a method."""
 
 
 def markdown_table() -> str:

@@ -34,11 +34,12 @@ class CoMixup(Mixer):
     :class:`~lightning_mixup.callbacks.puzzlemix.AcceptsAuxiliaryLoss`). The functional op is
     :func:`~lightning_mixup.functional.comixup.comixup_batch`.
 
+    The labelling options ``grids``, ``m_part``, ``beta``, ``gamma``, ``eta``, ``omega``, ``thres``, ``thres_type``,
+    ``niter``, ``set_resolve``, ``blends``, ``compat_kernel``, ``init`` and ``expansions`` are those of
+    :class:`~lightning_mixup.functional.comixup.CoMixupParams` (official CIFAR-100 defaults).
+
     Args:
         alpha: Dirichlet(α) prior on the inputs' shares (official ``--mixup_alpha 2``).
-        grids, m_part, beta, gamma, eta, omega, thres, thres_type, niter, set_resolve, blends, compat_kernel, init,
-            expansions: the labelling options of :class:`~lightning_mixup.functional.comixup.CoMixupParams`
-            (official CIFAR-100 defaults).
         clean_lam: weight of the loss on the clean batch (official ``--clean_lam 1`` with its BCE-over-classes loss
             scaled by ``2/num_classes``; with cross-entropy the weight is ``clean_lam``). 0 (the default here) needs
             no ``add_auxiliary_loss`` on the module; the Hydra config sets the official 1.

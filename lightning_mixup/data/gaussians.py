@@ -31,6 +31,7 @@ from lightning_mixup.checks import check_int, check_positive_int
 from lightning_mixup.data.resumable import EpochSampler, ResumableDataLoader
 
 MIXTURES: tuple[str, ...] = ("ring8", "grid25")
+"""The Gaussian mixtures of the GAN experiments: 8 modes on a ring, 25 on a grid."""
 DEFAULT_STD: dict[str, float] = {"ring8": 0.02, "grid25": 0.05}
 DEFAULT_SCALE = 2.0
 """The ring's radius and the grid's spacing unless ``scale`` says otherwise."""

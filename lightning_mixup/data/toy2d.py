@@ -12,6 +12,7 @@ from lightning_mixup.checks import check_int, check_positive_int
 from lightning_mixup.data.in_memory import InMemoryDataModule, check_fractions, split_indices
 
 TOY2D_NAMES: tuple[str, ...] = ("moons", "spirals")
+"""The 2-D toy data sets of :class:`Toy2DDataModule`."""
 _SPIRAL_TURNS = 1.5
 
 
