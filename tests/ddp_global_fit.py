@@ -15,9 +15,11 @@ import torch
 
 from conftest import Recorder
 from ddp_fit import fit, record_lam
-from lightning_mixup import MixingCallback, MixUp
+from global_mixers import GLOBAL_MIXERS, SEED
+from lightning_mixup import CMixup, MixingCallback, MixUp, Regressor
+from lightning_mixup.data import DiabetesDataModule
+from lightning_mixup.models.nets import MLP
 from lightning_mixup.ranks import gather_rows
-from global_mixers import GLOBAL_MIXERS
 
 
 def main(out: Path) -> None:
@@ -36,6 +38,19 @@ def main(out: Path) -> None:
     (out / f"uneven-rank{rank}.txt").write_text(message)
 
 
+def regression(out: Path) -> None:
+    """C-Mixup on the diabetes data: partners by label distance over the global batch of 2 × 16."""
+    pl.seed_everything(0)
+    before, after = Recorder(), Recorder()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=3, limit_val_batches=0,
+        callbacks=[before, CMixup(per_sample=True, seed=SEED, partner_scope="global"), after], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(Regressor(MLP(in_features=10, num_classes=1, hidden=8, depth=1)), datamodule=DiabetesDataModule(16))
+    torch.save({"before": before.batches, "after": after.batches}, out / f"cmixup-rank{trainer.global_rank}.pt")
+
+
 def resume(out: Path) -> None:
     """4 steps with a checkpoint at step 2, then resumed from it: every rank redraws the shared sequence."""
     for phase, ckpt in (("full", None), ("resumed", str(out / "ckpt" / "epoch=0-step=2.ckpt"))):
@@ -51,4 +66,5 @@ def resume(out: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    regression(Path(sys.argv[1]))
     resume(Path(sys.argv[1]))

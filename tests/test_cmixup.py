@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_trainer
+from conftest import Recorder, make_trainer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from strategies import SEEDS, gen
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -25,6 +26,8 @@ from lightning_mixup.functional.cmixup import (
     partner_probabilities,
     sample_partners,
 )
+from lightning_mixup.data import DiabetesDataModule
+from lightning_mixup.models.nets import MLP
 from lightning_mixup.models.regressor import Regressor
 
 
@@ -237,3 +240,38 @@ def test_one_epoch_of_the_regressor_with_c_mixup() -> None:
     assert len(seen.val) == 4  # the sanity check's two batches and the epoch's two
     for i, val_x, val_y in seen.val:  # validation is never mixed
         assert torch.equal(val_x, x[16 * i : 16 * (i + 1)]) and torch.equal(val_y, y[16 * i : 16 * (i + 1)])
+
+
+def _fit_diabetes(mixer: Callback, root: Path, ckpt_path: str | None = None, checkpoint: bool = False):
+    """Two epochs of a Regressor on the bundled diabetes data (10 batches of 32 per epoch), as test_resume does."""
+    recorder = Recorder(at_end=True)
+    callbacks: list[Callback] = [mixer, recorder]
+    if checkpoint:
+        callbacks.append(ModelCheckpoint(dirpath=root, every_n_train_steps=13, save_top_k=-1))
+    trainer = make_trainer(
+        callbacks, max_epochs=2, deterministic=True, enable_checkpointing=checkpoint, default_root_dir=root,
+        num_sanity_val_steps=0, limit_val_batches=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = Regressor(MLP(in_features=10, num_classes=1, hidden=16, depth=1))
+    trainer.fit(model, datamodule=DiabetesDataModule(batch_size=32), ckpt_path=ckpt_path)
+    return model, recorder.batches
+
+
+def test_resume_mid_epoch_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    full_model, full = _fit_diabetes(CMixup(per_sample=True, seed=3), tmp_path / "full", checkpoint=True)
+    ckpt = tmp_path / "full" / "epoch=1-step=13.ckpt"
+    resumed_model, resumed = _fit_diabetes(CMixup(per_sample=True, seed=3), tmp_path / "resumed", str(ckpt))
+    assert len(full) == 20 and len(resumed) == 7
+    for (x_full, y_full), (x_res, y_res) in zip(full[13:], resumed):
+        assert torch.equal(x_full, x_res) and torch.equal(y_full, y_res)
+    for p_full, p_res in zip(full_model.parameters(), resumed_model.parameters()):
+        assert torch.equal(p_full, p_res)
+
+
+def test_p_zero_leaves_the_training_batches_unchanged(tmp_path: Path) -> None:
+    _, plain = _fit_diabetes(CMixup(p=0.0, seed=3), tmp_path / "p0")
+    _, none = _fit_diabetes(Callback(), tmp_path / "none")
+    assert len(plain) == len(none) == 20
+    for (x0, y0), (x1, y1) in zip(plain, none):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)

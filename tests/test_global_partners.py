@@ -13,7 +13,7 @@ import torch
 
 from conftest import free_port, same
 from global_mixers import GLOBAL_MIXERS, SEED
-from lightning_mixup import HiddenStateMixer, ManifoldMixup, MixUp, PuzzleMix, RandomChoice
+from lightning_mixup import CMixup, HiddenStateMixer, ManifoldMixup, MixUp, PuzzleMix, RandomChoice
 from lightning_mixup.callbacks.base import MixStep, mixing_seed
 from lightning_mixup.functional import Targets
 
@@ -52,6 +52,22 @@ def test_each_rank_gets_its_rows_of_the_global_mix(ddp_out: Path, name: str) -> 
         partners = mixed.index if mixed.index is not None else None
         if partners is not None and name != "random_choice":  # partners cross ranks
             assert ((partners < 32) != (torch.arange(64) < 32)).any()
+
+
+def test_c_mixup_draws_partners_by_label_distance_over_the_global_batch(ddp_out: Path) -> None:
+    ranks = [torch.load(ddp_out / f"cmixup-rank{rank}.pt", weights_only=False) for rank in (0, 1)]
+    oracle = CMixup(per_sample=True, seed=SEED, partner_scope="global")
+    oracle._seed = mixing_seed(SEED, 0)
+    generator = oracle.generator_for(torch.device("cpu"))
+    for step in range(3):
+        x = torch.cat([r["before"][step][0] for r in ranks])
+        y = torch.cat([r["before"][step][1] for r in ranks])
+        mixed = oracle.mix(MixStep(x, y, Targets(None, task="regression"), generator, epoch=0))
+        for rank, r in enumerate(ranks):
+            own = slice(16 * rank, 16 * (rank + 1))
+            assert torch.equal(r["after"][step][0], mixed.input[own]) and torch.equal(
+                r["after"][step][1], mixed.target[own]
+            )
 
 
 def test_resume_redraws_the_shared_sequence_on_every_rank(ddp_out: Path) -> None:
