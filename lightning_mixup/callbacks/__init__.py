@@ -15,11 +15,12 @@ from lightning_mixup.callbacks.manifold_mixup import ManifoldMixup
 from lightning_mixup.callbacks.mixup import MixUp
 from lightning_mixup.callbacks.patchup import PatchUp
 from lightning_mixup.callbacks.progress import EpochSummary
-from lightning_mixup.callbacks.puzzlemix import AcceptsAuxiliaryLoss, PuzzleMix
+from lightning_mixup.callbacks.puzzlemix import PuzzleMix
 from lightning_mixup.callbacks.random_choice import RandomChoice
 from lightning_mixup.callbacks.regmixup import RegMixup
 from lightning_mixup.callbacks.remix import Remix
 from lightning_mixup.callbacks.resizemix import ResizeMix
+from lightning_mixup.callbacks.saliency_pass import AcceptsAuxiliaryLoss, SaliencyPassMixer
 from lightning_mixup.callbacks.saliencymix import SaliencyMix
 from lightning_mixup.callbacks.smoothmix import SmoothMix
 from lightning_mixup.callbacks.snapmix import SnapMix
@@ -50,6 +51,7 @@ __all__ = [
     "Remix",
     "ResizeMix",
     "SaliencyMix",
+    "SaliencyPassMixer",
     "SeededCallback",
     "SmoothMix",
     "SnapMix",

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import lightning.pytorch as pl
-import torch
-from torch import Tensor
 
-from lightning_mixup.callbacks.base import Mixer, MixStep
-from lightning_mixup.callbacks.puzzlemix import AcceptsAuxiliaryLoss
-from lightning_mixup.checks import check_number
+from lightning_mixup.callbacks.base import MixStep
+from lightning_mixup.callbacks.saliency_pass import LogitsFrom, SaliencyPassMixer
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.comixup import CoMixupParams, comixup_batch
-from lightning_mixup.functional.saliency import input_saliency, loss_input_grad
-from lightning_mixup.functional.targets import TargetBatch
-
-LogitsFrom = Callable[[pl.LightningModule, Tensor], Tensor]
+from lightning_mixup.functional.saliency import input_saliency
 
 
-class CoMixup(Mixer):
+class CoMixup(SaliencyPassMixer):
     """Co-Mixup (Kim, Choo, Jeong & Song, ICLR 2021, arXiv 2102.03065): the batch is cut into partitions of
     ``m_part`` inputs and each partition gives as many outputs, every output a block mosaic of several of its inputs
     (or half-half blends of two), the blocks chosen jointly to keep the inputs' saliency, to be smooth and to make
@@ -31,7 +24,7 @@ class CoMixup(Mixer):
     Saliency is the input gradient of the task loss, as for :class:`~lightning_mixup.callbacks.PuzzleMix` (one more
     forward and backward of ``pl_module(x)``, eval mode, parameters untouched; train mode when ``clean_lam > 0``,
     whose clean loss goes to the module through
-    :class:`~lightning_mixup.callbacks.puzzlemix.AcceptsAuxiliaryLoss`). The functional op is
+    :class:`~lightning_mixup.callbacks.AcceptsAuxiliaryLoss`). The functional op is
     :func:`~lightning_mixup.functional.comixup.comixup_batch`.
 
     The labelling options ``grids``, ``m_part``, ``beta``, ``gamma``, ``eta``, ``omega``, ``thres``, ``thres_type``,
@@ -52,8 +45,6 @@ class CoMixup(Mixer):
         >>> from lightning import Trainer
         >>> trainer = Trainer(callbacks=[CoMixup(m_part=20)], logger=False, enable_checkpointing=False)
     """
-
-    GLOBAL_PARTNERS: ClassVar[bool] = False  # its saliency pass runs the model
 
     FORMS: ClassVar[tuple[str, ...]] = ("mixed",)
 
@@ -79,65 +70,15 @@ class CoMixup(Mixer):
         per_sample: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(alpha, per_sample=per_sample, reuse_buffer=False, **kwargs)
-        if logits_from is not None and not isinstance(logits_from, str) and not callable(logits_from):
-            raise TypeError(
-                "logits_from must be None, a submodule name or a callable (pl_module, x) -> logits, "
-                f"got {logits_from!r}"
-            )
-        if isinstance(logits_from, str) and not logits_from:
-            raise ValueError("logits_from must be a submodule name such as 'net', got ''")
-        self.logits_from = logits_from
+        super().__init__(clean_lam, logits_from, alpha=alpha, per_sample=per_sample, reuse_buffer=False, **kwargs)
         self.params = CoMixupParams(
             tuple(grids) if isinstance(grids, Sequence) and not isinstance(grids, str) else grids,
             m_part, beta, gamma, eta, omega, thres, thres_type, niter, set_resolve, blends, compat_kernel, init,
             expansions,
         )  # fmt: skip
-        self.clean_lam = check_number("clean_lam", clean_lam, 0.0)
-        self._trainer: pl.Trainer | None = None
-        self._module: pl.LightningModule | None = None
-        self._logits: Callable[[Tensor], Tensor] | None = None
 
     def _hparams(self) -> dict[str, Any]:
         return {**super()._hparams(), "m_part": self.params.m_part, "clean_lam": self.clean_lam}
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage != "fit":
-            return
-        if self.clean_lam > 0 and not isinstance(pl_module, AcceptsAuxiliaryLoss):
-            raise TypeError(
-                f"CoMixup(clean_lam={self.clean_lam}) hands the clean loss to the module, but "
-                f"{type(pl_module).__name__} has no add_auxiliary_loss(name, loss) method; "
-                "implement it or set clean_lam=0"
-            )
-        self._trainer, self._module = trainer, pl_module
-        self._logits = self._resolve_logits(pl_module)
-
-    def _resolve_logits(self, pl_module: pl.LightningModule) -> Callable[[Tensor], Tensor]:
-        name = type(pl_module).__name__
-        if callable(self.logits_from):
-            fn = self.logits_from
-            return lambda x: fn(pl_module, x)
-        if isinstance(self.logits_from, str):
-            try:
-                return pl_module.get_submodule(self.logits_from)
-            except AttributeError:
-                children = [child for child, _ in pl_module.named_children()]
-                raise ValueError(
-                    f"CoMixup(logits_from={self.logits_from!r}): {name} has no such submodule; its submodules are "
-                    f"{children}"
-                ) from None
-        if type(pl_module).forward in (pl.LightningModule.forward, torch.nn.Module.forward):
-            children = [child for child, _ in pl_module.named_children()]
-            raise TypeError(
-                f"CoMixup computes saliency from pl_module(x), but {name} defines no forward: pass "
-                f"logits_from='<submodule>' (one of {children}) or a callable (pl_module, x) -> logits"
-            )
-        return pl_module
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._trainer = self._module = self._logits = None
 
     def mix(self, step: MixStep) -> MixedBatch:
         x = step.x
@@ -148,21 +89,3 @@ class CoMixup(Mixer):
             x, targets, step.targets, saliency, self.alpha, self.params,
             per_sample=self.per_sample, partner=self.partner, generator=step.generator,
         )  # fmt: skip
-
-    def _input_grad(self, x: Tensor, targets: TargetBatch) -> Tensor:
-        module, trainer, logits = self._module, self._trainer, self._logits
-        if module is None or trainer is None or logits is None:
-            raise RuntimeError("CoMixup was not set up for fit: pass it to Trainer(callbacks=[...])")
-        clean = self.clean_lam > 0
-        was_training = module.training
-        module.train(clean)
-        try:
-            with trainer.precision_plugin.forward_context():
-                grad, loss = loss_input_grad(
-                    logits, x, targets, retain_graph=clean, source="CoMixup computes it from the module's logits"
-                )
-        finally:
-            module.train(was_training)
-        if clean:
-            module.add_auxiliary_loss("comixup_clean", self.clean_lam * loss)
-        return grad
