@@ -28,11 +28,16 @@ release = version = lightning_mixup.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "myst_parser",
+    "myst_nb",  # MyST Markdown pages, and the notebooks as CI executed them (docs/notebooks/, see below)
     "method_pages",
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+source_suffix = {".md": "myst-nb", ".rst": "restructuredtext", ".ipynb": "myst-nb"}
+# The notebooks are never executed here: the test suite executes notebooks/*.ipynb and, with
+# LIGHTNING_MIXUP_NOTEBOOKS_OUT=docs/notebooks (what .ci/run sets), saves the executed copies there; the build
+# renders those outputs. Without them the notebooks page says how to get them.
+nb_execution_mode = "off"
+NOTEBOOKS = DOCS / "notebooks"
 root_doc = "index"
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", ".gitignore"]
 templates_path = ["_templates"] if (DOCS / "_templates").is_dir() else []
@@ -75,5 +80,33 @@ def _drop_type_docstrings(app, what, name, obj, options, lines: list[str]) -> No
             lines.clear()
 
 
+def _notebook_index(app) -> None:
+    """Write ``docs/notebooks/index.md``: a toctree of the executed notebooks found there, or how to get them."""
+    NOTEBOOKS.mkdir(exist_ok=True)
+    found = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
+    lines = ["# Notebooks", ""]
+    if found:
+        lines += [
+            "The notebooks of `notebooks/`, with the outputs of their run in the test suite (CPU).",
+            "",
+            "```{toctree}",
+            ":maxdepth: 1",
+            "",
+            *found,
+            "```",
+        ]
+    else:
+        lines += [
+            "The executed notebooks are not here: run the test suite with",
+            "`LIGHTNING_MIXUP_NOTEBOOKS_OUT=docs/notebooks python -m pytest tests/test_notebooks.py` (as `.ci/run`",
+            "does), then build again. The notebooks themselves are in `notebooks/`, committed without outputs.",
+        ]
+    text = "\n".join(lines) + "\n"
+    index = NOTEBOOKS / "index.md"
+    if not index.is_file() or index.read_text() != text:
+        index.write_text(text)
+
+
 def setup(app) -> None:
     app.connect("autodoc-process-docstring", _drop_type_docstrings, priority=400)
+    app.connect("builder-inited", _notebook_index)
