@@ -66,3 +66,11 @@ def gather_rows(tensors: list[Tensor], world_size: int, owner: str) -> list[Tens
         whole = torch.cat(parts)
         gathered.append(whole.contiguous(memory_format=torch.channels_last) if channels_last else whole)
     return gathered
+
+
+def gather_rows_keeping_own(h: Tensor, rank: int, world_size: int, owner: str) -> Tensor:
+    """Like :func:`gather_rows` for one tensor inside the forward: the other ranks' rows arrive without gradient,
+    this rank's part is ``h`` itself, so the gradient of a mix flows into this rank's own rows."""
+    (whole,) = gather_rows([h.detach()], world_size, owner)
+    rows = h.shape[0]
+    return torch.cat([whole[: rank * rows], h.to(whole.dtype), whole[(rank + 1) * rows :]])

@@ -15,7 +15,7 @@ import torch
 
 from conftest import Recorder
 from ddp_fit import fit, record_lam
-from global_mixers import GLOBAL_MIXERS, SEED
+from global_mixers import GLOBAL_MIXERS, MODEL_MIXERS, SEED
 from lightning_mixup import CMixup, MixingCallback, MixUp, Regressor
 from lightning_mixup.data import DiabetesDataModule
 from lightning_mixup.models.nets import MLP
@@ -29,6 +29,11 @@ def main(out: Path) -> None:
         mixer: MixingCallback = make()
         trainer = fit([before, mixer, after], limit_train_batches=3, limit_val_batches=0)
         torch.save({"before": before.batches, "after": after.batches}, out / f"{name}-rank{trainer.global_rank}.pt")
+    for name, make in MODEL_MIXERS.items():
+        pl.seed_everything(0)
+        after_forward = Recorder(at_end=True)
+        trainer = fit([make(), after_forward], limit_train_batches=2, limit_val_batches=0)
+        torch.save(after_forward.batches, out / f"{name}-rank{trainer.global_rank}.pt")
     rank = trainer.global_rank
     try:  # ranks with different batch sizes: both must refuse (no hang)
         gather_rows([torch.zeros(3 + rank, 2)], 2, "Test")

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from conftest import free_port, same
-from global_mixers import GLOBAL_MIXERS, SEED
-from lightning_mixup import CMixup, HiddenStateMixer, ManifoldMixup, MixUp, PuzzleMix, RandomChoice
+from global_mixers import GLOBAL_MIXERS, MODEL_MIXERS, SEED
+from lightning_mixup import CMixup, ManifoldMixup, MixUp, PuzzleMix, RandomChoice, RegMixup, TransMix
+from lightning_mixup.methods import get
 from lightning_mixup.callbacks.base import MixStep, mixing_seed
 from lightning_mixup.functional import Targets
 
@@ -84,18 +85,29 @@ def test_uneven_batches_are_refused_on_every_rank(ddp_out: Path) -> None:
         assert "needs the same batch size on every rank, got [3, 4] (by rank)" in message
 
 
+@pytest.mark.parametrize("name", sorted(MODEL_MIXERS))
+def test_the_methods_that_mix_with_the_model_run_with_global_partners(ddp_out: Path, name: str) -> None:
+    for rank in (0, 1):
+        batches = torch.load(ddp_out / f"{name}-rank{rank}.pt", weights_only=False)
+        assert len(batches) == 2
+        for x, y in batches:  # after the forward (where PatchUp fills its targets in): this rank's rows
+            assert x.shape == (32, 1, 8, 8) and y.shape == (32, 10) and torch.isfinite(y).all()
+            if get(name).callback.LABELS_FOLLOW_AREA:  # not SnapMix's CAM weights
+                torch.testing.assert_close(y.sum(dim=1), torch.ones(32))
+
+
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: ManifoldMixup(layers=["net.layer1"], partner_scope="global"),
-        lambda: PuzzleMix(partner_scope="global"),
-        lambda: RandomChoice([MixUp(), ManifoldMixup(layers=["net.layer1"])], partner_scope="global"),
+        lambda: RegMixup(partner_scope="global"),
+        lambda: TransMix(attention_layer="net.blocks.0.attn.attn_drop", partner_scope="global"),
+        lambda: RandomChoice([MixUp(), RegMixup()], partner_scope="global"),
     ],
 )
-def test_methods_that_need_the_forward_refuse_global_partners(make) -> None:  # noqa: ANN001
+def test_the_methods_that_cannot_refuse_global_partners(make) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="global"):
         make()
-    assert not HiddenStateMixer.GLOBAL_PARTNERS and MixUp.GLOBAL_PARTNERS
+    assert not RegMixup.GLOBAL_PARTNERS and ManifoldMixup.GLOBAL_PARTNERS and PuzzleMix.GLOBAL_PARTNERS
 
 
 def test_partner_scope_is_checked() -> None:

@@ -19,7 +19,7 @@ from lightning_mixup.checks import check_bool, check_choice, check_int, check_pr
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.sampling import PARTNERS, check_alpha
 from lightning_mixup.functional.targets import FORMS, TASKS, PairTarget, Targets, as_targets, check_num_classes
-from lightning_mixup.ranks import gather_ranks, gather_rows, own_part
+from lightning_mixup.ranks import gather_ranks, gather_rows, gather_rows_keeping_own, own_part
 
 PARTNER_SCOPES = ("local", "global")
 _GOLDEN = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, rank) pairs apart
@@ -153,6 +153,9 @@ class MixStep:
             in this step's training forward, once; still armed at batch end is an error.
         loss_weight: a factor on the gradient of this step's training loss (PatchUp's official loss weight),
             applied once in ``on_before_backward``; None: 1.
+        own: this rank's rows of ``x`` (all of them, unless ``partner_scope="global"`` made ``x`` the global batch).
+        gather: with ``partner_scope="global"``, the function that turns a tensor of this rank's rows (a hidden
+            state in the forward) into the global one, this rank's part keeping its gradient; else None.
 
     Example:
         >>> from lightning_mixup.callbacks import MixUp
@@ -171,6 +174,13 @@ class MixStep:
     stats: dict[str, Tensor] = field(default_factory=dict)
     forward_mix: tuple[str, Callable[[Tensor], Tensor]] | None = None
     loss_weight: Tensor | float | None = None
+    own: slice = field(default_factory=lambda: slice(None))
+    gather: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def rows(self) -> int:
+        """How many of ``x``'s rows are this rank's (the rows a hidden state in the forward has)."""
+        return len(range(*self.own.indices(self.x.shape[0])))
 
     def __post_init__(self) -> None:
         self.targets = as_targets(self.targets)
@@ -202,7 +212,10 @@ class MixingCallback(SeededCallback, ABC):
             a generator all ranks share (seeded without the rank), and keeps its own rows: exactly what one
             process would compute on the concatenated batch. Costs two all-gathers per step (each rank
             receives ``(world_size − 1)·B`` samples and targets) and the mix of ``world_size·B`` samples.
-            Input mixers only (``GLOBAL_PARTNERS``); every rank must have the same batch size.
+            Hidden-state mixers gather the hidden state inside the forward (the received partners carry no
+            gradient back to their rank); the saliency-guided mixers run their saliency pass on the global batch
+            (``world_size`` times the pass). Not TransMix nor RegMixup (``GLOBAL_PARTNERS``). Every rank must
+            have the same batch size.
         seed: seed of the callback's generator; None takes the run seed (``seed_everything``'s
             ``PL_GLOBAL_SEED``, else 0). The global rank is folded in, so DDP ranks draw differently.
             The generator lives on the batch's device and is saved in the checkpoint.
@@ -265,8 +278,8 @@ class MixingCallback(SeededCallback, ABC):
     FORMS: ClassVar[tuple[str, ...]] = FORMS
     """The forms of mixed targets this method can give."""
     GLOBAL_PARTNERS: ClassVar[bool] = True
-    """Whether ``partner_scope="global"`` is supported (not by the methods that need the partner inside the forward
-    or a pass of the model: hidden-state mixers, PuzzleMix, Co-Mixup, SnapMix, TransMix; nor by RegMixup)."""
+    """Whether ``partner_scope="global"`` is supported (not by TransMix, whose label weights come from the attention
+    of the rank's own forward, nor by RegMixup, whose batch doubles)."""
     OUTPUT_ROWS: ClassVar[int] = 1
     """Rows of the mixed batch per input sample (RegMixup: 2, the clean batch followed by its mixed copy)."""
     LABELS_FOLLOW_AREA: ClassVar[bool] = True
@@ -309,7 +322,12 @@ class MixingCallback(SeededCallback, ABC):
                 rank_zero_warn(f"{type(self).__name__}: a batch of {x.shape[0]} sample cannot be mixed; left unchanged")
                 self._warned_small = True
             return
-        step = MixStep(x, target, self._resolved_targets(), self.generator_for(x.device), trainer.current_epoch)
+        step = MixStep(
+            x, target, self._resolved_targets(), self.generator_for(x.device), trainer.current_epoch, own=own
+        )
+        if own != slice(None):
+            rank, world_size = self._rank, self._world_size
+            step.gather = lambda h: gather_rows_keeping_own(h, rank, world_size, type(self).__name__)
         mixed = self.maybe_mix(step)
         pl_module.log("mix/applied", float(mixed is not None), on_step=False, on_epoch=True, batch_size=rows)
         if mixed is None:

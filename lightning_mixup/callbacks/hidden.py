@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -50,8 +50,6 @@ class HiddenStateMixer(Mixer):
 
     A subclass provides :meth:`mix_input` and :meth:`plan`, and may refine :meth:`check_layer_output`.
     """
-
-    GLOBAL_PARTNERS: ClassVar[bool] = False  # the partner's hidden state lives in the forward
 
     def __init__(self, layers: Sequence[str], include_input: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -115,14 +113,16 @@ class HiddenStateMixer(Mixer):
         def hook(module: nn.Module, args: Any, output: Any) -> Any:
             step = self._step
             if step is not None and not self._layers_checked:  # the first training forward: every named layer
-                self._check_output(name, output, step.x.shape[0])
+                self._check_output(name, output, step.rows)
                 self._seen.add(name)
             if step is None or step.forward_mix is None or step.forward_mix[0] != name:
                 return None
             mix_fn, step.forward_mix = step.forward_mix[1], None
-            self._check_output(name, output, step.x.shape[0])
+            self._check_output(name, output, step.rows)
             self._fired += 1
-            return mix_fn(output)
+            if step.gather is None:
+                return mix_fn(output)
+            return mix_fn(step.gather(output))[step.own]  # partner_scope="global": mix the global hidden state
 
         return hook
 

@@ -4,7 +4,7 @@ where its logits come from, and the clean loss handed to the module."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -42,8 +42,6 @@ class SaliencyPassMixer(Mixer):
             without ``forward`` and no ``logits_from`` fails in ``setup``.
         **kwargs: the :class:`~lightning_mixup.callbacks.base.Mixer` arguments.
     """
-
-    GLOBAL_PARTNERS: ClassVar[bool] = False  # the saliency pass runs the module on the rank's own batch
 
     def __init__(self, clean_lam: float = 0.0, logits_from: str | LogitsFrom | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -55,8 +55,6 @@ class SnapMix(Mixer):
         >>> trainer = Trainer(callbacks=[snapmix], logger=False, enable_checkpointing=False)
     """
 
-    GLOBAL_PARTNERS: ClassVar[bool] = False  # its CAMs come from a pass of the model
-
     TASKS: ClassVar[tuple[str, ...]] = ("multiclass",)
     FORMS: ClassVar[tuple[str, ...]] = ("mixed",)
     LABELS_FOLLOW_AREA: ClassVar[bool] = False  # the CAM mass of each box, not the area
