@@ -172,3 +172,15 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     for guide in ("quickstart", "own_module", "targets", "hydra", "ddp", "reproducing", "adding_a_method", "benchmark"):
         assert (html / "guides" / f"{guide}.html").is_file()
     assert (html / "api" / "functional.html").is_file()
+
+
+@pytest.mark.parametrize("module_name", ["lightning_mixup", "lightning_mixup.functional"])
+def test_every_public_name_has_a_docstring_with_a_runnable_example(module_name: str) -> None:
+    """The API reference shows each public class and function with an example (run by the doctests)."""
+    module = importlib.import_module(module_name)
+    missing = [
+        name
+        for name in module.__all__
+        if not name.startswith("__") and ">>>" not in (inspect.getdoc(getattr(module, name)) or "")
+    ]
+    assert not missing, f"{module_name}: no example in the docstring of {missing}"

@@ -224,6 +224,13 @@ class MixingCallback(SeededCallback, ABC):
     batch, so a tuple batch is refused. Classification targets come back as float probabilities ``[B, C]`` (or a
     pair); an unmixed batch (``p``, the epoch window, or a batch of one sample) is left untouched.
     Nothing is mixed outside training (validation, test, predict, sanity check).
+
+    Example:
+        >>> class EveryOther(MixingCallback):  # a method: mix a step, or return None to leave it as it is
+        ...     def mix(self, step):
+        ...         return None
+        >>> EveryOther(p=0.5).p
+        0.5
     """
 
     def __init__(
@@ -422,6 +429,14 @@ class Mixer(MixingCallback):
             it beyond its training step, or pass False.
         **kwargs: ``p``, ``start_epoch``, ``stop_epoch``, ``input_key``, ``target_key``, ``num_classes``,
             ``seed``, ``task``, ``targets``, ``ignore_index``: see :class:`MixingCallback`.
+
+    Example:
+        >>> from lightning_mixup.functional import mixup_batch
+        >>> class Blend(Mixer):  # a new method: its functional op on the step, with the shared options
+        ...     def mix(self, step):
+        ...         return mixup_batch(step.x, step.target, step.targets, self.alpha, **self.batch_options(step))
+        >>> Blend(alpha=0.4, per_sample=True).per_sample
+        True
     """
 
     def __init__(

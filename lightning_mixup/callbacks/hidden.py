@@ -49,6 +49,11 @@ class HiddenStateMixer(Mixer):
         **kwargs: ``alpha``, ``p``, ``per_sample``, ``partner``, ... as for :class:`Mixer`.
 
     A subclass provides :meth:`mix_input` and :meth:`plan`, and may refine :meth:`check_layer_output`.
+
+    Example:
+        >>> from lightning_mixup import ManifoldMixup  # a HiddenStateMixer
+        >>> ManifoldMixup(layers=["net.layer1"]).eligible
+        ['<input>', 'net.layer1']
     """
 
     def __init__(self, layers: Sequence[str], include_input: bool = False, **kwargs: Any) -> None:

@@ -157,7 +157,13 @@ def alignment_plan(
     h: Tensor, index: Tensor, eps: float = EPS, iterations: int = ITERATIONS, tol: float = TOL
 ) -> Tensor:
     """The Sinkhorn plan :func:`sinkhorn` between the positions of each sample of ``h`` ``[B, C, *positions]`` (rows)
-    and those of its partner ``h[index]`` (columns): ``[B, n, n]``."""
+    and those of its partner ``h[index]`` (columns): ``[B, n, n]``.
+
+    Example:
+        >>> h = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+        >>> alignment_plan(h, torch.tensor([1, 0])).shape  # one 9×9 plan between positions per pair
+        torch.Size([2, 9, 9])
+    """
     check_feature_map(h)
     return sinkhorn(positions(h), positions(h[index]), eps, iterations, tol)
 

@@ -26,6 +26,13 @@ class MixedBatch(NamedTuple):
     under it). ``sources`` is given only where the method rearranges both
     images before masking (PuzzleMix's transport). mixup has no mask (its weight is λ everywhere). ``index`` is
     the partner of each sample (``x[index]``).
+
+    Example:
+        >>> import torch
+        >>> from lightning_mixup.functional import mixup_batch
+        >>> out = mixup_batch(torch.randn(4, 3), torch.arange(4) % 2, 2, generator=torch.Generator().manual_seed(0))
+        >>> out.input.shape, out.target.shape, out.lam.shape
+        (torch.Size([4, 3]), torch.Size([4, 2]), torch.Size([]))
     """
 
     input: Tensor
@@ -53,6 +60,11 @@ def pair_up(
     probabilities), or a :class:`~lightning_mixup.functional.targets.Targets` for any other task or form.
     Returns ``(targets, index)``: the checked targets, whose ``mix`` gives the mixed ones, and the partner
     index on ``x``'s device.
+
+    Example:
+        >>> targets, index = pair_up(torch.randn(4, 3), torch.arange(4) % 2, 2, 1.0, "flip", None)
+        >>> index
+        tensor([3, 2, 1, 0])
     """
     check_alpha(alpha)
     check_input(x, ndim=ndim, method=method)

@@ -68,6 +68,10 @@ class CoMixupParams:
             random input).
         expansions: rounds of parallel α-expansion per output and pass (our solver; 4 matches or beats the official
             swap on average).
+
+    Example:
+        >>> CoMixupParams().m_part, CoMixupParams().grids
+        (20, (4,))
     """
 
     grids: tuple[int, ...] = (4,)

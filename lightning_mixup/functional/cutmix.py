@@ -49,7 +49,12 @@ def sample_boxes(
 
 def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     """Boolean mask that is True inside each box: ``[1, 1, H, W]`` for boxes ``[4]``, ``[B, 1, H, W]`` for
-    ``[B, 4]``."""
+    ``[B, 4]``.
+
+    Example:
+        >>> box_mask(torch.tensor([[2, 6, 2, 6]]), 8, 8).float().mean()  # a 4×4 box of an 8×8 image
+        tensor(0.2500)
+    """
     rows, cols = _box_spans(boxes, height, width)
     return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
 

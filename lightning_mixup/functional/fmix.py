@@ -61,6 +61,12 @@ def binarise_masks(
     With ``max_soft > 0`` the ``2·⌊N·min(max_soft, λ, 1−λ)⌋`` pixels around the threshold ramp linearly
     from 1 to 0 instead. Returns float masks ``[n, H, W]`` (1 = pixel from the image itself) and λ equal
     to each mask's mean. ``lam`` has shape ``[n]``.
+
+    Example:
+        >>> noise = fourier_noise(2, 8, 8, 3.0, generator=torch.Generator().manual_seed(0))
+        >>> masks, lam = binarise_masks(noise, torch.tensor([0.25, 0.75]))
+        >>> masks.mean(dim=(1, 2)), lam
+        (tensor([0.2500, 0.7500]), tensor([0.2500, 0.7500]))
     """
     n, height, width = noise.shape
     pixels = height * width
@@ -114,6 +120,13 @@ def fmix(x: Tensor, index: Tensor, mask: Tensor, out: Tensor | None = None) -> T
 
     The result goes to ``out`` when given (a reusable buffer, see :func:`~lightning_mixup.functional.mixup`),
     else to a new tensor.
+
+    Example:
+        >>> x = torch.arange(2.0).view(2, 1, 1, 1).expand(2, 1, 2, 2)
+        >>> mask = torch.tensor([[True, False], [False, True]]).expand(2, 1, 2, 2)
+        >>> fmix(x, torch.tensor([1, 0]), mask)[0, 0]  # image 0 (zeros) where the mask holds, image 1 elsewhere
+        tensor([[0., 1.],
+                [1., 0.]])
     """
     check_input(x, ndim=4, method="FMix")
     mask = mask.to(device=x.device, dtype=x.dtype)

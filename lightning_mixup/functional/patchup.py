@@ -137,7 +137,14 @@ def patchup(h: Tensor, index: Tensor, lam: Tensor | float, mask: Tensor, mode: s
 
 
 def unchanged_fraction(mask: Tensor) -> Tensor:
-    """``p_u`` of each block mask ``[n, C, H, W]`` (1 = own): the fraction of features left unchanged, ``[n]``."""
+    """``p_u`` of each block mask ``[n, C, H, W]`` (1 = own): the fraction of features left unchanged, ``[n]``.
+
+    Example:
+        >>> mask = torch.ones(2, 1, 4, 4)
+        >>> mask[0, :, :2] = 0
+        >>> unchanged_fraction(mask)
+        tensor([0.5000, 1.0000])
+    """
     return mask.flatten(1).mean(dim=1, dtype=torch.float64).float()
 
 
@@ -157,7 +164,13 @@ def patchup_own_share(lam: Tensor | float, unchanged: Tensor, mode: str = "soft"
 
 def patchup_targets(probs: Tensor, index: Tensor, lam: Tensor | float, unchanged: Tensor, mode: str = "soft") -> Tensor:
     """``p_u·y + (1−p_u)·y_b`` with ``y_b = λ·y + (1−λ)·y[index]`` (soft) or ``y[index]`` (hard); ``unchanged`` is
-    ``p_u``, a scalar or ``[B]``."""
+    ``p_u``, a scalar or ``[B]``.
+
+    Example:
+        >>> patchup_targets(torch.eye(2), torch.tensor([1, 0]), 0.5, torch.tensor([0.5, 0.5]), mode="hard")
+        tensor([[0.5000, 0.5000],
+                [0.5000, 0.5000]])
+    """
     return mix_targets(probs, index, patchup_own_share(lam, unchanged.to(probs.device), mode))
 
 

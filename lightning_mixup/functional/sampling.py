@@ -103,7 +103,12 @@ def partner_index(
 
 
 def expand_lam(lam: Tensor | float, like: Tensor) -> Tensor:
-    """λ as a tensor of ``like``'s dtype and device that broadcasts against it: ``[]`` or ``[B, 1, …, 1]``."""
+    """λ as a tensor of ``like``'s dtype and device that broadcasts against it: ``[]`` or ``[B, 1, …, 1]``.
+
+    Example:
+        >>> expand_lam(torch.tensor([0.2, 0.8]), torch.zeros(2, 3, 4, 4)).shape
+        torch.Size([2, 1, 1, 1])
+    """
     lam = torch.as_tensor(lam, dtype=like.dtype, device=like.device)
     if lam.ndim == 0:
         return lam

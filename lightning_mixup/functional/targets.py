@@ -34,6 +34,11 @@ class PairTarget(NamedTuple):
     ``[B, H, W]`` per pixel for segmentation. The mixed loss is ``weight·ℓ(out, a) + (1−weight)·ℓ(out, b)``
     (:func:`pair_loss`); ``a`` and ``b`` keep the form they came in (class indices stay class indices), but
     multi-label rows become float32.
+
+    Example:
+        >>> pair = PairTarget(torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([0.75, 0.25]))
+        >>> pair.weight  # the share of a: sample 0 is 3/4 class 0, sample 1 is 3/4 class 0
+        tensor([0.7500, 0.2500])
     """
 
     a: Tensor
@@ -123,6 +128,12 @@ class TargetBatch:
     ``value`` is the probabilities ``[B, C]`` (multiclass, mixed form), the targets as they came (pair form),
     float rows (multilabel) or values (regression), or the mask with a channel dim ``[B, 1, H, W]`` (class
     indices) or ``[B, C, H, W]`` (probabilities) for segmentation.
+
+    Example:
+        >>> batch = Targets(3).read(torch.tensor([0, 2]), torch.randn(2, 5))
+        >>> batch.value  # class indices read as probability rows
+        tensor([[1., 0., 0.],
+                [0., 0., 1.]])
     """
 
     spec: Targets
