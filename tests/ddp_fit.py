@@ -50,9 +50,14 @@ def record_lam(mixer: MixingCallback, lams: list[torch.Tensor], rows: int = 32) 
 
 
 def fit(
-    callbacks: list[pl.Callback], ckpt_path: str | None = None, vit: bool = False, **trainer_kwargs: object
+    callbacks: list[pl.Callback],
+    ckpt_path: str | None = None,
+    vit: bool = False,
+    task: tuple[pl.LightningModule, pl.LightningDataModule] | None = None,
+    **trainer_kwargs: object,
 ) -> pl.Trainer:
-    """One epoch of a small classifier on the digits with 2 CPU processes (ddp, gloo)."""
+    """One epoch with 2 CPU processes (ddp, gloo): of ``task`` (a module and its data), by default a small classifier
+    (a ViT with ``vit``) on the digits."""
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
@@ -64,9 +69,11 @@ def fit(
         enable_model_summary=False,
         **{"enable_checkpointing": False, **trainer_kwargs},
     )
-    net = ViT(image_size=8, patch_size=2, dim=16, depth=2, heads=2) if vit else SmallCNN(width=8)
-    model = Classifier(net, num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05))
-    trainer.fit(model, datamodule=DigitsDataModule(batch_size=32), ckpt_path=ckpt_path)
+    if task is None:
+        net = ViT(image_size=8, patch_size=2, dim=16, depth=2, heads=2) if vit else SmallCNN(width=8)
+        task = Classifier(net, num_classes=10, optimizer=partial(torch.optim.SGD, lr=0.05)), DigitsDataModule(32)
+    model, datamodule = task
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return trainer
 
 

@@ -47,12 +47,9 @@ def regression(out: Path) -> None:
     """C-Mixup on the diabetes data: partners by label distance over the global batch of 2 × 16."""
     pl.seed_everything(0)
     before, after = Recorder(), Recorder()
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=3, limit_val_batches=0,
-        callbacks=[before, CMixup(per_sample=True, seed=SEED, partner_scope="global"), after], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(Regressor(MLP(in_features=10, num_classes=1, hidden=8, depth=1)), datamodule=DiabetesDataModule(16))
+    task = Regressor(MLP(in_features=10, num_classes=1, hidden=8, depth=1)), DiabetesDataModule(16)
+    mixer = CMixup(per_sample=True, seed=SEED, partner_scope="global")
+    trainer = fit([before, mixer, after], task=task, limit_train_batches=3, limit_val_batches=0)
     torch.save({"before": before.batches, "after": after.batches}, out / f"cmixup-rank{trainer.global_rank}.pt")
 
 

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from torch.utils.hooks import RemovableHandle
 
 from lightning_mixup.callbacks.batches import Key, check_key, read_batch
 from lightning_mixup.checks import check_bool, check_choice, check_int, check_probability
@@ -133,6 +134,29 @@ class SeededCallback(Callback):
         self._pending_state = None
         self._generator = generator
         return generator
+
+
+class ForwardHooks:
+    """Mixin of the callbacks that register forward hooks in ``setup`` (kept in ``_handles``): all are removed in
+    ``teardown``, on an exception and before registering anew, with what they were armed with (:meth:`_forget`)."""
+
+    _handles: list[RemovableHandle]
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._remove_hooks()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what the hooks were armed with: the step (a subclass with other state overrides it)."""
+        self._step = None
 
 
 @dataclass

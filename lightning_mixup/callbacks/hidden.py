@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lightning_mixup.callbacks.base import Mixer, MixStep
+from lightning_mixup.callbacks.base import ForwardHooks, Mixer, MixStep
 from lightning_mixup.checks import check_bool
 from lightning_mixup.functional.batch import MixedBatch, pair_targets
 from lightning_mixup.functional.sampling import sample_lam
@@ -39,7 +39,7 @@ def check_batch_dim(name: str, h: Tensor, batch: int) -> None:
         )
 
 
-class HiddenStateMixer(Mixer):
+class HiddenStateMixer(ForwardHooks, Mixer):
     """Base of the mixers that mix the output of a layer drawn at random each batch.
 
     Args:
@@ -169,15 +169,3 @@ class HiddenStateMixer(Mixer):
         self._remove_hooks()
         self._layers_checked, self._seen = False, set()
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._remove_hooks()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._remove_hooks()
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        self._step = None

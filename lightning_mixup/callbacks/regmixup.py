@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lightning_mixup.callbacks.base import Mixer, MixStep
+from lightning_mixup.callbacks.base import ForwardHooks, Mixer, MixStep
 from lightning_mixup.checks import check_choice, check_number
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.regmixup import regmixup_batch
@@ -18,7 +18,7 @@ from lightning_mixup.functional.regmixup import regmixup_batch
 REDUCTIONS = ("mean", "sum")
 
 
-class RegMixup(Mixer):
+class RegMixup(ForwardHooks, Mixer):
     """RegMixup (Pinto et al., NeurIPS 2022, arXiv 2206.14502): train on the clean batch *and* its mixup,
     ``CE(clean) + η·CE(mixup)``, with a large α so that λ ~ Beta(α, α) stays near ½.
 
@@ -127,16 +127,8 @@ class RegMixup(Mixer):
         if self.eta != 1.0:
             self._handles = [pl_module.register_forward_hook(self._scale_mixed_rows)]
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._remove_hooks()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._remove_hooks()
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles, self._pending = [], None
+    def _forget(self) -> None:
+        self._pending = None
 
     # ---- the batch -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lightning_mixup.callbacks.base import Mixer, MixStep
+from lightning_mixup.callbacks.base import ForwardHooks, Mixer, MixStep
 from lightning_mixup.checks import check_int
 from lightning_mixup.functional.batch import MixedBatch
 from lightning_mixup.functional.targets import fill_
@@ -33,7 +33,7 @@ def _describe(value: object) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
-class TransMix(Mixer):
+class TransMix(ForwardHooks, Mixer):
     """TransMix (Chen et al., CVPR 2022, arXiv 2111.09833): the input is mixed by CutMix (with probability
     ``switch_prob``, else by mixup, timm's switch), and the label weights of a CutMix batch are re-computed from the
     attention of a vision transformer: λ = ``area_weight``·(area kept) + (1 − ``area_weight``)·(share of the class
@@ -161,18 +161,6 @@ class TransMix(Mixer):
         self._remove_hooks()
         self._checked, self._seen = False, False
         self._handles = [layer.register_forward_hook(self._hook)]
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._remove_hooks()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._remove_hooks()
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        self._step = None
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         step = self._step
