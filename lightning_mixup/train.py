@@ -80,11 +80,26 @@ def check_resumed_mixers(ckpt_path: str | Path, callbacks: Sequence[pl.Callback]
         )
 
 
+RUN_OVERRIDES = "run_overrides.yaml"
+"""Where :func:`main` keeps the overrides that compose a run, beside Hydra's ``overrides.yaml``: Hydra rewrites
+its own file before the task starts, so a run resumed into its own directory would otherwise read only
+``resume=...``."""
+
+
 def resume_overrides(run_dir: str | Path, overrides: Sequence[str]) -> list[str]:
-    """The overrides that recompose the run in ``run_dir`` (its ``.hydra/overrides.yaml``), then ``overrides``,
-    resuming from ``run_dir/checkpoints/last.ckpt`` unless ``overrides`` give a ``ckpt_path``."""
+    """The overrides that recompose the run in ``run_dir`` (its ``.hydra/run_overrides.yaml``, or Hydra's
+    ``overrides.yaml`` for a run without one), then ``overrides``, resuming from ``run_dir/checkpoints/last.ckpt``
+    unless ``overrides`` give a ``ckpt_path``.
+
+    >>> resume_overrides("no/such/run", [])
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: resume='no/such/run' is not a run directory: ...
+    """
     run = Path(run_dir)
-    saved = run / ".hydra" / "overrides.yaml"
+    saved = run / ".hydra" / RUN_OVERRIDES
+    if not saved.is_file():
+        saved = run / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         raise FileNotFoundError(
             f"resume={str(run_dir)!r} is not a run directory: it has no .hydra/overrides.yaml "
@@ -94,6 +109,12 @@ def resume_overrides(run_dir: str | Path, overrides: Sequence[str]) -> list[str]
     if not isinstance(old, ListConfig):
         raise ValueError(f"{saved} is not a list of overrides")
     key = lambda o: o.lstrip("+~").split("=", 1)[0]  # noqa: E731
+    if any(key(str(o)) == "resume" for o in old):
+        raise ValueError(
+            f"{saved} holds only this restart's overrides ({' '.join(map(str, old))}): Hydra rewrote it when a run "
+            f"was resumed into {str(run_dir)!r} before this version kept {RUN_OVERRIDES}. Give the run's options "
+            "again with ckpt_path=.../checkpoints/last.ckpt instead of resume="
+        )
     new = [o for o in overrides if key(o) != "resume"]
     replaced = {key(o) for o in new}
     kept = [str(o) for o in old if key(str(o)) not in replaced | {"resume", "ckpt_path"}]
@@ -194,13 +215,16 @@ def main(cfg: DictConfig) -> float | None:
         lightning_logger = logging.getLogger(name)
         lightning_logger.handlers.clear()
         lightning_logger.propagate = True
-    if cfg.get("resume"):
-        overrides = resume_overrides(cfg.resume, list(hydra_cfg.overrides.task))
+    overrides, resumed = list(hydra_cfg.overrides.task), bool(cfg.get("resume"))
+    if resumed:
+        overrides = resume_overrides(cfg.resume, overrides)
         rank_zero_info(f"resuming {cfg.resume} with: {' '.join(overrides)}")
         cfg = hydra.compose(hydra_cfg.job.config_name, overrides=overrides)
-        if hydra_cfg.output_subdir is not None:  # what this run really is, for report and a later resume
-            saved = Path(hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir)
-            saved.mkdir(parents=True, exist_ok=True)
+    if hydra_cfg.output_subdir is not None:  # what this run really is, for report and a later resume
+        saved = Path(hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir)
+        saved.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(overrides), saved / RUN_OVERRIDES)
+        if resumed:
             OmegaConf.save(cfg, saved / "config.yaml")
             OmegaConf.save(OmegaConf.create(overrides), saved / "overrides.yaml")
     rank_zero_info(OmegaConf.to_yaml(cfg, resolve=False))

@@ -86,6 +86,18 @@ def test_resume_overrides_replay_the_run_then_the_command_line(tmp_path: Path) -
     assert got == ["mix=cutmix", "seed=1", "trainer.max_epochs=5", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
     with pytest.raises(FileNotFoundError, match="is not a run directory"):
         resume_overrides(tmp_path, [])
+    OmegaConf.save(OmegaConf.create([f"resume={run}"]), run / ".hydra" / "overrides.yaml")  # an older restart
+    with pytest.raises(ValueError, match="holds only this restart's overrides.*ckpt_path="):
+        resume_overrides(run, [])
+    OmegaConf.save(OmegaConf.create(["mix=fmix"]), run / ".hydra" / "run_overrides.yaml")  # ours wins
+    assert resume_overrides(run, [])[0] == "mix=fmix"
+
+
+@pytest.mark.parametrize("config_name", ["train", "gan", "regress", "segment"])
+def test_every_entry_config_takes_resume(config_name: str) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        assert compose(config_name, overrides=["resume=somewhere"]).resume == "somewhere"
 
 
 @pytest.mark.slow
@@ -105,6 +117,11 @@ def test_resume_from_a_run_directory_keeps_its_mixer_and_logs_progress(tmp_path:
     )
     last = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 1 and any(key.startswith("CutMix{") for key in last["callbacks"])
+    # into its own directory: Hydra rewrites .hydra/overrides.yaml before the run starts, run_overrides.yaml stays
+    proc = _run([f"resume={second}", "trainer.max_epochs=3", "test=false", f"hydra.run.dir={second}"], tmp_path)
+    out = proc.stdout + proc.stderr
+    assert "Restored all states" in out and "epoch 3/3" in out and "epoch 2/3" not in out
+    assert OmegaConf.load(second / ".hydra" / "config.yaml").mix._target_ == "lightning_mixup.CutMix"
 
 
 # ---- 2. progress ------------------------------------------------------------------------------------------------
