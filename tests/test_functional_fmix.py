@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_mixup.functional import binarise_masks, fmix, fmix_batch, fourier_noise, sample_masks
+from lightning_mixup.functional.fmix import _top_masks
 from strategies import DTYPES, SEEDS, draw_images, gen
 
 
@@ -100,6 +101,25 @@ def test_hard_masks(seed: int, n: int, height: int, width: int, lam_kind: str) -
         on, off = noise[i][masks[i] == 1], noise[i][masks[i] == 0]
         if on.numel() and off.numel():
             assert float(on.min()) >= float(off.max())
+
+
+def _sort_cut(values: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+    """The slow oracle: the first ``num`` of each row's descending sort (ties broken in raster order)."""
+    order = values.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.arange(values.shape[1]).expand_as(values)
+    return torch.zeros_like(values, dtype=torch.bool).scatter_(1, order, ranks < num.view(-1, 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=SEEDS, n=st.integers(1, 8), pixels=st.integers(1, 40), ties=st.booleans())
+def test_top_masks_equal_a_sort_cut_at_num(seed: int, n: int, pixels: int, ties: bool) -> None:
+    g = gen(seed)
+    values = torch.stack([torch.randperm(pixels, generator=g) for _ in range(n)]).float()
+    if ties:  # few distinct values: many ties at the threshold, taken in raster order like a stable sort
+        values = torch.div(values, 3, rounding_mode="floor")
+    num = torch.randint(0, pixels + 1, (n,), generator=g)
+    num[: min(n, 2)] = torch.tensor([0, pixels])[: min(n, 2)]
+    assert torch.equal(_top_masks(values, num), _sort_cut(values, num))
 
 
 def test_hard_masks_use_both_roundings() -> None:

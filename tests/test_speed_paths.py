@@ -11,6 +11,7 @@ import torch
 
 from conftest import Recorder, UserModule, make_loader, make_trainer
 from lightning_mixup import MixUp
+from lightning_mixup import bench
 from lightning_mixup.bench import METHODS, main, run
 from lightning_mixup.functional import mixup_batch
 from lightning_mixup.methods import get, names
@@ -116,11 +117,26 @@ def test_quick_loss_and_segmentation_sections(capsys: pytest.CaptureFixture[str]
     for method in ("mixup", "cutmix", "fmix", "puzzlemix"):
         assert {(method, "batch", part) for part in ("step_labels", "step_seg", "step_seg_pair")} <= parts
     assert all(r["ms"] > 0 for r in records)
+    assert all(r["ratio"] is None for r in records)  # --quick: tiny shapes, no ratio
+    captured = capsys.readouterr()
+    table = captured.out
+    assert "| cross_entropy | pair | loss |" in table and "| puzzlemix | batch | step_seg |" in table
+    assert "a ratio means nothing" in table
+    assert "] loss: mixed vs pair form" in captured.err and "] segmentation:" in captured.err  # progress
+
+
+def test_sections_compute_ratios_that_quick_runs_drop() -> None:
+    records = bench.bench_loss(8, (16,), torch.device("cpu"), repeat=3)  # what run() calls, at a tiny size
     ratios = [r for r in records if r["ratio"] is not None]
     assert ratios and all(r["ratio"] > 0 for r in ratios)
-    assert {r["part"] for r in ratios} == {"loss", "mix+loss", "step_seg", "step_seg_pair"}
-    table = capsys.readouterr().out
-    assert "| cross_entropy | pair | loss |" in table and "| puzzlemix | batch | step_seg |" in table
+    assert {r["part"] for r in ratios} == {"loss", "mix+loss"}
+
+
+def test_benchmark_says_how_to_get_pygco(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(bench, "_have_gco", lambda: False)
+    records = main(["--quick", "--sections", "puzzlemix", "puzzlemix"])
+    assert {r["part"] for r in records} == {"solve", "train_step"}
+    assert "pyGCO is not installed" in capsys.readouterr().err and "lightning-mixup[gco]" in bench.GCO_INSTALL
 
 
 def test_benchmark_sections_are_checked() -> None:

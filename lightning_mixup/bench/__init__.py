@@ -38,6 +38,7 @@ import argparse
 import functools
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
@@ -312,6 +313,10 @@ def bench_throughput(
     return records
 
 
+GCO_INSTALL = "pip install 'lightning-mixup[gco]' (or pip install gco-wrapper) to compare with it"
+"""What to do when pyGCO, the reference solver of the PuzzleMix rows, is missing."""
+
+
 def _have_gco() -> bool:
     try:
         import gco  # noqa: F401
@@ -463,9 +468,13 @@ def run(
     device: str = "cpu",
     quick: bool = False,
     sections: Sequence[str] = DEFAULT_SECTIONS,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the ``sections`` (see :data:`SECTIONS`) for ``methods`` on ``device``; ``quick`` uses tiny shapes and
-    few repeats (for CI). ``loss`` does not depend on the methods."""
+    few repeats to check that everything runs, so its records carry no ratio (at those sizes a ratio means
+    nothing). ``loss`` does not depend on the methods. ``progress`` gets a line as each part starts (the command
+    line prints them to stderr)."""
+    say = progress or (lambda line: None)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
@@ -478,33 +487,53 @@ def run(
     dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
     records: list[dict[str, Any]] = []
     if "steps" in sections:
-        for shape in shapes if any(get(m).kind == "input" for m in methods) else ():
+        input_methods = [m for m in methods if get(m).kind == "input"]
+        for shape in shapes if input_methods else ():
             for dtype in dtypes:
+                say(f"steps: {len(input_methods)} input mixers at {_shape(shape)} {_dtype(dtype)}, ÷ copy")
                 records += bench_steps(methods, shape, dev, dtype, repeat)
     if "masks" in sections and "fmix" in methods:
+        say("masks: FMix per-sample masks")
         records += bench_masks((16,) if quick else (32, 224), 8 if quick else 256, dev, repeat)
     throughput_methods = [m for m in methods if m != "puzzlemix"]  # PuzzleMix: its own step ratio
-    if "throughput" in sections and quick:
-        records += bench_throughput(throughput_methods, (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
-    elif "throughput" in sections:
-        records += bench_throughput(throughput_methods, (128, 3, 32, 32), dev, width=32, steps=4, rounds=4)
+    for method in throughput_methods if "throughput" in sections else ():
+        say(f"throughput: {method}, SmallCNN training steps with ÷ without mixing")
+        if quick:
+            records += bench_throughput([method], (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
+        else:
+            records += bench_throughput([method], (128, 3, 32, 32), dev, width=32, steps=4, rounds=4)
     if "puzzlemix" in sections and "puzzlemix" in methods:
+        say("puzzlemix: mask solver ÷ pyGCO, then a training step ÷ MixUp's")
+        if not _have_gco():
+            say(f"puzzlemix: pyGCO is not installed, so the solver has no reference time or energy; {GCO_INSTALL}")
         records += bench_puzzlemix(dev, quick, repeat)
     if "loss" in sections:
+        say("loss: mixed vs pair form")
         records += bench_loss(8 if quick else LOSS_BATCH, (16,) if quick else LOSS_CLASSES, dev, repeat)
     if "segmentation" in sections:
+        say("segmentation: class-index masks ÷ class indices")
         shape = (4, 3, 16, 16) if quick else SEG_SHAPE
         records += bench_segmentation(methods, shape, 5 if quick else SEG_CLASSES, dev, 3 if quick else 15)
     for r in records:
         r.setdefault("device", dev.type)
+        if quick:
+            r["ratio"], r["ratio_of"] = None, ""
     return records
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "×".join(map(str, shape))
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """The records as a markdown table."""
     lines = ["| method | mode | part | shape | dtype | ms | ratio | ratio of |", "|---|---|---|---|---|---|---|---|"]
     for r in records:
-        shape = "×".join(map(str, r["shape"]))
+        shape = _shape(r["shape"])
         digits = 4 if r["ratio_of"].startswith("ours: energy") else 2
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.{digits}f}"
         cells = [r["method"], r["mode"], r["part"], shape, r["dtype"], f"{r['ms']:.3f}", ratio, r["ratio_of"]]
@@ -541,8 +570,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if args.threads < 1:
             parser.error(f"argument --threads: must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    records = run(args.methods or METHODS, args.device, args.quick, sections)
+    start = time.perf_counter()
+
+    def progress(line: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+    records = run(args.methods or METHODS, args.device, args.quick, sections, progress)
     print(format_table(records))
+    if args.quick:
+        print(
+            "\n--quick: tiny shapes and few repeats check that every part runs; at those sizes a ratio means "
+            "nothing, so none is given. Run without --quick for the figures."
+        )
+    elif any(r["part"] == "solve" and r["ratio"] is None for r in records):
+        print(f"\nThe PuzzleMix solver rows have no ratio: pyGCO is not installed; {GCO_INSTALL}.")
     if args.json_file:
         with open(args.json_file, "w") as f:
             json.dump(records, f, indent=1)
