@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.batch import MixedBatch, check_out, gather_partners, pair_up
+from lightning_mixup.functional.batch import MixedBatch, blend_partners, check_out, pair_up
 from lightning_mixup.functional.sampling import sample_lam
 from lightning_mixup.functional.targets import TargetBatch, Targets
 from lightning_mixup.functional.validation import check_input
@@ -89,7 +89,7 @@ def cutmix(x: Tensor, index: Tensor, boxes: Tensor, out: Tensor | None = None) -
         return out
     rows, cols = _box_spans(boxes.to(x.device), x.shape[2], x.shape[3])
     keep = 1 - rows.to(x.dtype)[:, None, :, None] * cols.to(x.dtype)[:, None, None, :]  # 0 inside the box
-    return gather_partners(x, index, out).lerp_(x, keep)  # exact: the weights are 0 or 1
+    return blend_partners(x, index, keep, out)  # exact: the weights are 0 or 1
 
 
 def cutmix_batch(

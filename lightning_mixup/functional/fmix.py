@@ -13,7 +13,7 @@ from torch import Tensor
 
 from lightning_mixup.checks import check_number
 
-from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
+from lightning_mixup.functional.batch import MixedBatch, blend_partners, pair_up
 from lightning_mixup.functional.sampling import sample_beta, sample_lam
 from lightning_mixup.functional.targets import Targets
 from lightning_mixup.functional.validation import check_input
@@ -157,9 +157,7 @@ def fmix(x: Tensor, index: Tensor, mask: Tensor, out: Tensor | None = None) -> T
     """
     check_input(x, ndim=4, method="FMix")
     mask = mask.to(device=x.device, dtype=x.dtype)
-    if out is None:
-        return torch.lerp(x[index], x, mask)
-    return gather_partners(x, index, out).lerp_(x, mask)
+    return blend_partners(x, index, mask, out)
 
 
 def check_fmix_params(decay_power: float, max_soft: float) -> None:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from lightning_mixup.checks import check_choice, check_int, check_number
-from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
+from lightning_mixup.functional.batch import MixedBatch, blend_partners, pair_up
 from lightning_mixup.functional.sampling import sample_lam
 from lightning_mixup.functional.targets import Targets
 from lightning_mixup.functional.validation import check_input
@@ -249,7 +249,7 @@ def gridmix(x: Tensor, index: Tensor, own: Tensor, out: Tensor | None = None) ->
     own = own.to(x.device)
     if out is None:
         return torch.where(own, x, x[index])
-    return gather_partners(x, index, out).lerp_(x, own.to(x.dtype))  # exact: the weights are 0 or 1
+    return blend_partners(x, index, own.to(x.dtype), out)  # exact: the weights are 0 or 1
 
 
 def gridmix_batch(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
+from lightning_mixup.functional.batch import MixedBatch, blend_partners, pair_up
 from lightning_mixup.functional.sampling import expand_lam, sample_lam
 from lightning_mixup.functional.targets import Targets
 
@@ -25,9 +25,7 @@ def mixup(x: Tensor, index: Tensor, lam: Tensor | float, out: Tensor | None = No
         tensor([[0.7500],
                 [0.2500]])
     """
-    if out is None:
-        return torch.lerp(x[index], x, expand_lam(lam, x))
-    return gather_partners(x, index, out).lerp_(x, expand_lam(lam, x))
+    return blend_partners(x, index, expand_lam(lam, x), out)
 
 
 def mixup_batch(

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from lightning_mixup.checks import check_choice, check_number
-from lightning_mixup.functional.batch import MixedBatch, gather_partners, pair_up
+from lightning_mixup.functional.batch import MixedBatch, blend_partners, pair_up
 from lightning_mixup.functional.targets import Targets
 from lightning_mixup.functional.validation import check_input
 
@@ -102,9 +102,7 @@ def smoothmix(x: Tensor, index: Tensor, mask: Tensor, out: Tensor | None = None)
     """
     check_input(x, ndim=4, method="SmoothMix")
     mask = mask.to(device=x.device, dtype=x.dtype)
-    if out is None:
-        return torch.lerp(x[index], x, mask)
-    return gather_partners(x, index, out).lerp_(x, mask)
+    return blend_partners(x, index, mask, out)
 
 
 def smoothmix_batch(
