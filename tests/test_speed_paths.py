@@ -146,3 +146,14 @@ def test_benchmark_sections_are_checked() -> None:
         run(["mixup"], quick=True, sections=["losses"])
     with pytest.raises(SystemExit):
         main(["--quick", "--sections", "loss,segmentaton"])
+
+
+def test_compiled_section_times_the_blends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: fn)  # the code path, without minutes of compiling
+    records = run(["mixup", "cutmix", "fmix", "manifold_mixup"], quick=True, sections=["compiled"])
+    parts = {(r["method"], r["mode"], r["part"]) for r in records}
+    modes = ("batch", "per_sample")
+    expected = {
+        (m, mode, part) for m in ("mixup", "cutmix", "fmix") for mode in modes for part in ("compile", "apply_compiled")
+    }
+    assert parts == expected | {("copy", "batch", "copy")}

@@ -4,7 +4,7 @@ A mix reads two batches and writes one, so it cannot beat 1.5× the time of ``ds
 preallocated tensor. For each mixer, in batch and per-sample mode, this measures (medians):
 
 - ``step``: the callback's whole mixing step (sampling, box or mask, blend, targets), ÷ copy;
-- ``apply``: CutMix and FMix with the box or mask given (the blend alone), ÷ copy;
+- ``apply``: mixup, CutMix and FMix with λ, the box or the mask given (the blend alone), ÷ copy;
 - ``mask``: FMix mask generation alone, 256 masks at 32² and 224²;
 - ``throughput``: training samples/s of a small CNN with the mixer ÷ without (hidden-state mixers too);
 - PuzzleMix: the mask solver on 100 problems per grid size and label count, ÷ pyGCO's α-β swap called in a
@@ -13,6 +13,8 @@ preallocated tensor. For each mixer, in batch and per-sample mode, this measures
 - ``loss`` (opt-in): forward + backward of the loss alone from logits ``[256, C]`` at 1,000 and 10,000 classes,
   the pair form (:func:`~lightning_mixup.functional.pair_loss` with index cross-entropy) ÷ the soft-target
   cross-entropy of the mixed probabilities, without and with reading and mixing the class indices;
+- ``compiled`` (opt-in): the same blends under ``torch.compile`` (one fused pass) at 64×3×224², ÷ copy, and the
+  first call (mostly compiling) apart;
 - ``segmentation`` (opt-in): MixUp's, CutMix's, FMix's and PuzzleMix's whole ``*_batch`` call on a class-index
   mask ``[B, H, W]`` (21 classes; mixed form, and pair form) ÷ the same call on class indices ``[B]``.
 
@@ -58,6 +60,7 @@ from lightning_mixup.functional import (
     cutmix_batch,
     fmix,
     fmix_batch,
+    mixup,
     mixup_batch,
     pair_loss,
     partner_index,
@@ -76,11 +79,11 @@ for regression, and TransMix, which needs a ViT, are not timed yet)."""
 SHAPES = ((256, 3, 32, 32), (64, 3, 224, 224))
 QUICK_SHAPES = ((8, 3, 16, 16),)
 NUM_CLASSES = 10
-SECTIONS = ("steps", "masks", "throughput", "puzzlemix", "loss", "segmentation")
+SECTIONS = ("steps", "masks", "throughput", "puzzlemix", "loss", "segmentation", "compiled")
 """Every figure of the benchmark, in the order they run (see the module docstring)."""
 DEFAULT_SECTIONS = ("steps", "masks", "throughput", "puzzlemix")
 """The sections a run without ``--sections`` gives; ``loss`` and ``segmentation`` (about 25 s together on 1 CPU
-thread) are opt-in."""
+thread) and ``compiled`` (mostly compile time: a few minutes on a CPU) are opt-in."""
 LOSS_BATCH = 256
 LOSS_CLASSES = (1000, 10000)
 SEG_SHAPE = (64, 3, 64, 64)
@@ -114,20 +117,25 @@ BENCH_OPTIONS: dict[str, dict[str, Any]] = {"patchup": {"block_size": 7}}
 32×32 maps."""
 
 
-def _apply_cutmix(x: torch.Tensor, index: torch.Tensor, lam: torch.Tensor, g: torch.Generator, dst: torch.Tensor):
-    boxes, _ = sample_boxes(lam, x.shape[2], x.shape[3], generator=g)
-    return lambda: cutmix(x, index, boxes, out=dst)
+def _mixup_param(x: torch.Tensor, lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return lam.to(x.device)
 
 
-def _apply_fmix(x: torch.Tensor, index: torch.Tensor, lam: torch.Tensor, g: torch.Generator, dst: torch.Tensor):
-    mask, _ = sample_masks(lam, x.shape[2], x.shape[3], generator=g)
-    mask = mask.to(x.dtype)
-    return lambda: fmix(x, index, mask, out=dst)
+def _cutmix_param(x: torch.Tensor, lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return sample_boxes(lam, x.shape[2], x.shape[3], generator=g)[0]
 
 
-APPLY: dict[str, Callable[..., Callable[[], Any]]] = {"cutmix": _apply_cutmix, "fmix": _apply_fmix}
-"""The deterministic blend of the input methods that have one apart from their sampling (box, mask): the ``apply``
-figure times it with its randomness drawn beforehand."""
+def _fmix_param(x: torch.Tensor, lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return sample_masks(lam, x.shape[2], x.shape[3], generator=g)[0].to(x.dtype)
+
+
+APPLY: dict[str, tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]] = {
+    "mixup": (mixup, _mixup_param),
+    "cutmix": (cutmix, _cutmix_param),
+    "fmix": (fmix, _fmix_param),
+}
+"""The deterministic blend of the input methods (``op(x, index, param, out=...)``) and how to draw its parameter
+(λ, box, mask) from λ: the ``apply`` figure times the blend with its randomness drawn beforehand."""
 
 
 def median_ms(
@@ -217,7 +225,7 @@ def _stubs(module: Any) -> tuple[Any, Any]:
 def bench_steps(
     methods: Sequence[str], shape: Sequence[int], device: torch.device, dtype: torch.dtype, repeat: int
 ) -> list[dict[str, Any]]:
-    """``step`` (and ``apply`` for CutMix and FMix) of the input mixers at one shape, ÷ copy."""
+    """``step`` (and ``apply`` for mixup, CutMix and FMix) of the input mixers at one shape, ÷ copy."""
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(*shape, generator=g, device=device).to(dtype)
     y = torch.randint(0, NUM_CLASSES, (shape[0],), generator=g, device=device)
@@ -240,12 +248,53 @@ def bench_steps(
 
             ms = median_ms(step, device, repeat)
             records.append(_record(method, mode, "step", shape, device, dtype, ms, ms / copy_ms))
-            if method not in APPLY:
-                continue
-            lam = sample_lam(1.0, shape[0] if per_sample else None, generator=g)
-            index = partner_index(shape[0], generator=g)
-            ms = median_ms(APPLY[method](x, index, lam, g, dst), device, repeat)
-            records.append(_record(method, mode, "apply", shape, device, dtype, ms, ms / copy_ms))
+            if method in APPLY:
+                records += _bench_apply(method, per_sample, x, dst, g, copy_ms, repeat)
+    return records
+
+
+def _bench_apply(
+    method: str,
+    per_sample: bool,
+    x: torch.Tensor,
+    dst: torch.Tensor,
+    g: torch.Generator,
+    copy_ms: float,
+    repeat: int,
+    compiled: bool = False,
+) -> list[dict[str, Any]]:
+    """``apply``: ``method``'s blend into ``dst`` with its randomness drawn beforehand, ÷ copy; ``compiled``: the
+    blend under ``torch.compile`` instead (``compile``: the first call; ``apply_compiled``: the later ones)."""
+    mode, device = ("per_sample" if per_sample else "batch"), x.device
+    lam = sample_lam(1.0, x.shape[0] if per_sample else None, generator=g)
+    index = partner_index(x.shape[0], generator=g).to(device)
+    op, draw = APPLY[method]
+    param = draw(x, lam, g)
+    if not compiled:
+        ms = median_ms(lambda: op(x, index, param, out=dst), device, repeat)
+        return [_record(method, mode, "apply", x.shape, device, x.dtype, ms, ms / copy_ms)]
+    fused = torch.compile(op, fullgraph=True, dynamic=False)
+    first = _once_ms(lambda: fused(x, index, param, out=dst), device)
+    ms = median_ms(lambda: fused(x, index, param, out=dst), device, repeat)
+    return [
+        _record(method, mode, "compile", x.shape, device, x.dtype, first, None),
+        _record(method, mode, "apply_compiled", x.shape, device, x.dtype, ms, ms / copy_ms),
+    ]
+
+
+def bench_compiled(
+    methods: Sequence[str], shape: Sequence[int], device: torch.device, repeat: int
+) -> list[dict[str, Any]]:
+    """The blends of ``methods`` (those in :data:`APPLY`) under ``torch.compile``, which fuses them into one
+    pass, ÷ copy, in batch and per-sample mode; the first call's time (mostly compiling) apart."""
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(*shape, generator=g, device=device)
+    dst = torch.empty_like(x)
+    copy_ms = median_ms(lambda: dst.copy_(x), device, repeat)
+    records = [_record("copy", "batch", "copy", shape, device, x.dtype, copy_ms, 1.0)]
+    for method in (m for m in methods if m in APPLY):
+        for per_sample in (False, True):
+            records += _bench_apply(method, per_sample, x, dst, g, copy_ms, repeat, compiled=True)
     return records
 
 
@@ -492,6 +541,10 @@ def run(
             for dtype in dtypes:
                 say(f"steps: {len(input_methods)} input mixers at {_shape(shape)} {_dtype(dtype)}, ÷ copy")
                 records += bench_steps(methods, shape, dev, dtype, repeat)
+    apply_methods = [m for m in methods if m in APPLY]
+    for shape in shapes[-1:] if "compiled" in sections and apply_methods else ():
+        say(f"compiled: the blend of {', '.join(apply_methods)} under torch.compile at {_shape(shape)}, ÷ copy")
+        records += bench_compiled(apply_methods, shape, dev, repeat)
     if "masks" in sections and "fmix" in methods:
         say("masks: FMix per-sample masks")
         records += bench_masks((16,) if quick else (32, 224), 8 if quick else 256, dev, repeat)
