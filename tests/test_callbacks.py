@@ -321,7 +321,8 @@ def test_state_dict_is_tiny_and_restores_the_draws(loader: DataLoader) -> None:
     make_trainer([mixer]).fit(UserModule(), loader)
     state = mixer.state_dict()
     (rank0,) = state["ranks"]
-    assert set(rank0) == {"seed", "generator", "device_type"}
+    assert set(rank0) == {"seed", "generator", "device_type", "host_generator"}
+    assert rank0["host_generator"] is None  # on the CPU the generator draws the host's decisions itself
     assert rank0["generator"].numel() < 10_000
     x, y = torch.randn(8, 3, 8, 8), torch.arange(8) % NUM_CLASSES
     expected = mixer.mix(MixStep(x, y, NUM_CLASSES, mixer.generator_for(torch.device("cpu"))))

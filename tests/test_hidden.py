@@ -129,14 +129,14 @@ def test_patchup_equals_tail_of_patched_head(
         num_classes=NUM_CLASSES,
     )
     spy = Spy(patchup_module.patchup)
-    monkeypatch.setattr(patchup_module, "patchup", spy)  # the functional op the hook calls
+    monkeypatch.setattr(patchup_callback_module, "patchup", spy)  # the functional op the hook calls
     g = _setup(cb, module)
     x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
     mixed = cb.mix(MixStep(x, y, NUM_CLASSES, g))
     assert torch.isnan(mixed.target).all()  # filled in by the forward
     out = module(x)
     ((_, index, lam, own, _mode),) = spy.calls
-    holes = 1 - own  # the mask is 1 on the sample's own features
+    holes = 1 - own.float()  # the mask is True on the sample's own features
     assert holes.shape == ((1,) if shared_mask else (6,)) + (8, 8, 8)
     assert set(holes.unique().tolist()) <= {0.0, 1.0}
     head, tail = _split(net, layer)
@@ -356,6 +356,75 @@ def test_patchup_batch_equals_a_per_sample_oracle(mode: str, per_sample: bool, s
         own = m if mode == "hard" else m + (1 - m) * lam_i  # the share of each feature that is the sample's own
         torch.testing.assert_close(out.mask.expand_as(h)[i], own)
         torch.testing.assert_close(out.lam[i], own.mean())  # λ is the mask's mean
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 4, 7, 9])
+def test_grow_blocks_equals_dropblock_max_pool(block_size: int) -> None:
+    """The running OR of shifted copies is DropBlock's max-pool of the seeds, exactly (odd and even blocks)."""
+    seeds = (torch.rand(3, 2, 9, 13, generator=torch.Generator().manual_seed(block_size)) < 0.08).float()
+    before, after = block_size // 2, block_size - 1 - block_size // 2
+    pooled = F.max_pool2d(F.pad(seeds, (before, after, before, after)), block_size, stride=1)
+    assert torch.equal(patchup_module.grow_blocks(seeds, block_size), pooled)
+    assert torch.equal(patchup_module.grow_blocks(seeds.bool(), block_size), pooled.bool())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("shared_mask", [False, True])
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_bool_masks_give_the_float_masks_results(mode: str, shared_mask: bool, per_sample: bool, dtype: Any) -> None:
+    """The callback's fast path (bool masks: one-pass weights, byte counts) is bit-identical to the float masks."""
+    n = 1 if shared_mask else 6
+    own = patchup_module.block_own(n, 4, 9, 9, 3, 0.5, generator=torch.Generator().manual_seed(1))
+    mask = block_masks(n, 4, 9, 9, 3, 0.5, generator=torch.Generator().manual_seed(1))
+    assert own.dtype == torch.bool and torch.equal(own.float(), mask)
+    assert torch.equal(unchanged_fraction(own), unchanged_fraction(mask))
+    lam = sample_lam(0.3, 6 if per_sample else None, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(patchup_module.own_weight(own, lam, mode), patchup_module.own_weight(mask, lam, mode))
+    h, index, grad = torch.randn(6, 4, 9, 9).to(dtype), torch.randperm(6), torch.randn(6, 4, 9, 9).to(dtype)
+    outputs = []
+    for m in (mask, own):
+        leaf = h.clone().requires_grad_()
+        out = patchup_module.patchup(leaf, index, lam, m, mode)
+        out.backward(grad)
+        outputs.append((out, leaf.grad))
+    assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("shared_mask", [False, True])
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_patchup_callback_equals_patchup_hidden(
+    mode: str, shared_mask: bool, per_sample: bool, monkeypatch: Any
+) -> None:
+    """The hook's mixed hidden state and the targets it fills are patchup_hidden's, bit for bit."""
+    net = sequential()
+    module = module_with(net)
+    cb = PatchUp(
+        layers=["net.0"], mode=mode, block_size=3, gamma=0.5, include_input=False, shared_mask=shared_mask,
+        per_sample=per_sample, num_classes=NUM_CLASSES,
+    )  # fmt: skip
+    states, spy = [], Spy(patchup_callback_module.patchup)
+    block_own = patchup_callback_module.block_own
+    monkeypatch.setattr(patchup_callback_module, "patchup", spy)
+
+    def recording(*args: Any, **kwargs: Any) -> torch.Tensor:
+        states.append(kwargs["generator"].get_state())  # the state the masks are drawn from
+        return block_own(*args, **kwargs)
+
+    monkeypatch.setattr(patchup_callback_module, "block_own", recording)
+    g = _setup(cb, module)
+    x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
+    mixed = cb.mix(MixStep(x, y, NUM_CLASSES, g))
+    module(x)
+    ((h, index, lam, _own, _mode),) = spy.calls
+    generator = torch.Generator()
+    generator.set_state(states[0])
+    probs = F.one_hot(y, NUM_CLASSES).float()
+    expected, _ = patchup_hidden(h, probs, index, lam, mode, 3, 0.5, shared_mask=shared_mask, generator=generator)
+    assert torch.equal(spy.fn(*spy.calls[0]), expected.input)
+    assert torch.equal(mixed.target, expected.target)
+    cb.teardown(None, module, "fit")
 
 
 def test_soft_patchup_with_lam_one_is_the_identity() -> None:

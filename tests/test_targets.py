@@ -4,6 +4,7 @@ segmentation masks against per-sample and per-pixel oracles, and the errors that
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -17,6 +18,7 @@ from conftest import UserModule, make_loader, make_trainer
 from lightning_mixup import CutMix, FMix, ManifoldMixup, MixedBatchLogger, MixUp, PatchUp, PuzzleMix, RandomChoice
 from lightning_mixup.functional import PairTarget, Targets, pair_loss
 from lightning_mixup.functional.puzzlemix import PuzzleMixParams
+from lightning_mixup.functional.targets import one_hot
 from lightning_mixup.methods import get, names
 
 C = 5
@@ -376,3 +378,77 @@ def test_a_missing_mask_key_and_a_method_without_the_pair_form_fail_clearly() ->
 
     with pytest.raises(ValueError, match=r"MixedOnly cannot give targets='pair'; it gives \['mixed'\]"):
         MixedOnly(targets="pair")
+
+
+# ---- the checks without a host sync: after a callback's first batch ---------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+def test_one_hot_equals_torch_one_hot(dtype: torch.dtype) -> None:
+    labels = torch.tensor([0, 4, 2, 2, 1]).to(dtype)
+    assert torch.equal(one_hot(labels, C), F.one_hot(labels.long(), C).float())
+    assert torch.equal(one_hot(labels, C, torch.bfloat16), F.one_hot(labels.long(), C).to(torch.bfloat16))
+
+
+VALID = [  # (description, target) of every task, read under both checks
+    ({}, torch.tensor([0, 4, 2, 1, 3, 0, 1, 2])),
+    ({}, torch.softmax(torch.randn(B, C), 1)),
+    ({"form": "pair"}, torch.tensor([0, 4, 2, 1, 3, 0, 1, 2])),
+    ({"task": "multilabel"}, (torch.rand(B, C) > 0.5).float()),
+    ({"task": "segmentation", "ignore_index": 255}, torch.randint(0, C, (B, 4, 4)).masked_fill(torch.eye(4) > 0, 255)),
+    ({"task": "segmentation"}, torch.softmax(torch.randn(B, C, 4, 4), 1)),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "target"), VALID)
+def test_async_checks_read_the_same_targets(kwargs: dict[str, Any], target: torch.Tensor) -> None:
+    x = torch.randn(B, 3, 4, 4)
+    sync, deferred = Targets(C, **kwargs), Targets(C, **kwargs, async_checks=True)
+    assert sync == deferred  # the checks are not part of what the targets are
+    assert torch.equal(sync.read(target, x).value, deferred.read(target, x).value)
+
+
+INVALID = [  # (description, bad target, what the message says)
+    ({}, torch.tensor([0, 5, 2, 1, 3, 0, 1, 2]), r"label out of range \[0, 5\)"),
+    ({"form": "pair"}, torch.tensor([0, -1, 2, 1, 3, 0, 1, 2]), r"label out of range \[0, 5\)"),
+    ({}, torch.full((B, C), 0.3), "sum to 1 per row"),
+    ({"task": "multilabel"}, torch.full((B, C), 2.0), r"multi-label targets must lie in \[0, 1\]"),
+    ({"task": "segmentation"}, torch.full((B, 4, 4), 7), r"label out of range \[0, 5\)"),
+    ({"task": "segmentation"}, torch.full((B, C, 4, 4), 0.5), "sum to 1 per pixel"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "target", "message"), INVALID)
+def test_async_checks_still_fail_on_bad_values(kwargs: dict[str, Any], target: torch.Tensor, message: str) -> None:
+    """On the CPU at once; on an accelerator as a device-side assert at the next synchronization."""
+    x = torch.randn(B, 3, 4, 4)
+    with pytest.raises(ValueError, match=message):
+        Targets(C, **kwargs).read(target, x)
+    with pytest.raises(RuntimeError, match=message):
+        Targets(C, **kwargs, async_checks=True).read(target, x)
+
+
+def test_a_callback_checks_its_first_batch_in_full_and_the_next_ones_on_the_device() -> None:
+    cb, module = MixUp(num_classes=C, seed=0), SimpleNamespace(log=lambda *a, **k: None)
+    trainer = SimpleNamespace(current_epoch=0, global_rank=0)
+    cb.setup(trainer, module, "fit")
+    x, good, bad = torch.randn(B, 3, 4, 4), torch.arange(B) % C, torch.full((B,), C)
+    with pytest.raises(ValueError, match=r"label out of range \[0, 5\): got \[5, 5"):  # names the values
+        cb.on_train_batch_start(trainer, module, [x, bad], 0)
+    cb.on_train_batch_start(trainer, module, [x, good], 0)
+    assert cb._targets.async_checks
+    with pytest.raises(RuntimeError, match=r"label out of range \[0, 5\)"):
+        cb.on_train_batch_start(trainer, module, [x, bad], 1)
+    cb.setup(trainer, module, "fit")  # a new fit checks its first batch in full again
+    assert not cb._targets.async_checks
+
+
+def test_checks_compile_without_a_graph_break() -> None:
+    """Under ``torch.compile`` the checks run on the device (no branch on a tensor's value): good labels are read as
+    in eager mode, bad ones still fail."""
+    torch._dynamo.reset()
+    read = torch.compile(lambda y, x: Targets(C).read(y, x).value, fullgraph=True, backend="aot_eager")
+    x, y = torch.randn(B, 3), torch.arange(B) % C
+    assert torch.equal(read(y, x), F.one_hot(y, C).float())
+    with pytest.raises(RuntimeError, match=r"label out of range \[0, 5\)"):
+        read(torch.full((B,), C), x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -67,8 +67,10 @@ class SeededCallback(Callback):
         self.seed = seed
         self._seed: int | None = None
         self._generator: torch.Generator | None = None
+        self._host_generator: torch.Generator | None = None
         self._pending_state: Tensor | None = None
         self._pending_device_type: str | None = None
+        self._pending_host_state: Tensor | None = None
         self._rank, self._world_size = 0, 1
 
     _TRANSIENT: tuple[str, ...] = ("_step", "_buffer", "_trainer", "_module", "_logits", "_handles")
@@ -83,7 +85,7 @@ class SeededCallback(Callback):
         base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         seed = mixing_seed(base, 0 if self.shares_draws else trainer.global_rank)
         if seed != self._seed:
-            self._seed, self._generator = seed, None
+            self._seed, self._generator, self._host_generator = seed, None, None
 
     @property
     def shares_draws(self) -> bool:
@@ -91,15 +93,22 @@ class SeededCallback(Callback):
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        """Seed and generator state of every rank (gathered under DDP: the checkpoint is rank 0's)."""
-        generator = self._generator
+        """Seed and generator states of every rank (gathered under DDP: the checkpoint is rank 0's); ``host_generator``
+        is the state of the host generator (None where the generator itself is on the CPU)."""
+        generator, host = self._generator, self._host_generator
         own = (
             self._seed,
             None if generator is None else generator.get_state(),
             None if generator is None else generator.device.type,
+            None if host is None else host.get_state(),
         )
         ranks = gather_ranks(own, self._world_size)
-        return {"ranks": [{"seed": seed, "generator": state, "device_type": kind} for seed, state, kind in ranks]}
+        return {
+            "ranks": [
+                {"seed": seed, "generator": state, "device_type": kind, "host_generator": host_state}
+                for seed, state, kind, host_state in ranks
+            ]
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         mine = own_part(state_dict["ranks"], self._rank, self._world_size, type(self).__name__, "generators")
@@ -108,7 +117,8 @@ class SeededCallback(Callback):
         self._seed = mine["seed"]
         self._pending_state = mine["generator"]
         self._pending_device_type = mine["device_type"]
-        self._generator = None
+        self._pending_host_state = mine.get("host_generator")  # absent from checkpoints of earlier versions
+        self._generator = self._host_generator = None
 
     def active(self, epoch: int) -> bool:
         """Whether ``epoch`` lies in ``[start_epoch, stop_epoch)``."""
@@ -134,6 +144,28 @@ class SeededCallback(Callback):
         self._pending_state = None
         self._generator = generator
         return generator
+
+    def host_generator_for(self, generator: torch.Generator) -> torch.Generator:
+        """The generator of the draws read on the host (whether to mix, which layer) next to ``generator``: itself on
+        the CPU, else a CPU generator of the same seed (restored from a checkpoint on first use), so that reading
+        them never waits for an accelerator."""
+        if generator.device.type == "cpu":
+            return generator
+        if self._host_generator is None:
+            self._host_generator = torch.Generator()
+            if self._pending_host_state is not None:
+                self._host_generator.set_state(self._pending_host_state)
+            else:
+                self._host_generator.manual_seed(self._seed)
+            self._pending_host_state = None
+        return self._host_generator
+
+
+def read_host(draw: Tensor) -> float:
+    """A draw of :attr:`MixStep.host` as a Python number: the one place a mixer reads a tensor on the host in a
+    training step. The host generator is on the CPU, so this waits for no device (unless a step made without one
+    falls back to an accelerator's generator)."""
+    return draw.item()
 
 
 class ForwardHooks:
@@ -180,6 +212,7 @@ class MixStep:
         own: this rank's rows of ``x`` (all of them, unless ``partner_scope="global"`` made ``x`` the global batch).
         gather: with ``partner_scope="global"``, the function that turns a tensor of this rank's rows (a hidden
             state in the forward) into the global one, this rank's part keeping its gradient; else None.
+        host_generator: a CPU generator for the draws read on the host (:attr:`host`); None: ``generator``.
 
     Example:
         >>> from lightning_mixup.callbacks import MixUp
@@ -200,6 +233,14 @@ class MixStep:
     loss_weight: Tensor | float | None = None
     own: slice = field(default_factory=lambda: slice(None))
     gather: Callable[[Tensor], Tensor] | None = None
+    host_generator: torch.Generator | None = None
+
+    @property
+    def host(self) -> torch.Generator:
+        """The generator of the draws that decide on the host what the step does (whether to mix, which layer): read
+        with :func:`read_host`, they must not wait for an accelerator, so it is a CPU generator there
+        (:meth:`SeededCallback.host_generator_for`); ``generator`` itself on the CPU."""
+        return self.generator if self.host_generator is None else self.host_generator
 
     @property
     def rows(self) -> int:
@@ -353,9 +394,11 @@ class MixingCallback(SeededCallback, ABC):
                 rank_zero_warn(f"{type(self).__name__}: a batch of {x.shape[0]} sample cannot be mixed; left unchanged")
                 self._warned_small = True
             return
+        generator = self.generator_for(x.device)
         step = MixStep(
-            x, target, self._resolved_targets(), self.generator_for(x.device), trainer.current_epoch, own=own
-        )
+            x, target, self._resolved_targets(), generator, trainer.current_epoch, own=own,
+            host_generator=self.host_generator_for(generator),
+        )  # fmt: skip
         if own != slice(None):
             rank, world_size = self._rank, self._world_size
             step.gather = lambda h: gather_rows_keeping_own(h, rank, world_size, type(self).__name__)
@@ -363,6 +406,8 @@ class MixingCallback(SeededCallback, ABC):
         pl_module.log("mix/applied", float(mixed is not None), on_step=False, on_epoch=True, batch_size=rows)
         if mixed is None:
             return
+        if not step.targets.async_checks:  # the first mixed batch was checked in full: the next ones on the device
+            self._targets = replace(step.targets, async_checks=True)
         target = mixed.target
         batch[self.input_key] = mixed.input[own]
         batch[self.target_key] = (
@@ -408,8 +453,8 @@ class MixingCallback(SeededCallback, ABC):
         self._step = step
         if not self.active(step.epoch) or self.p == 0.0:
             return None
-        generator = step.generator
-        if self.p < 1.0 and float(torch.rand((), generator=generator, device=generator.device)) >= self.p:
+        host = step.host
+        if self.p < 1.0 and read_host(torch.rand((), generator=host, device=host.device)) >= self.p:
             return None
         return self.mix(step)
 

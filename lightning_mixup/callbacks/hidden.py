@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lightning_mixup.callbacks.base import ForwardHooks, Mixer, MixStep
+from lightning_mixup.callbacks.base import ForwardHooks, Mixer, MixStep, read_host
 from lightning_mixup.checks import check_bool
 from lightning_mixup.functional.batch import MixedBatch, pair_targets
 from lightning_mixup.functional.sampling import sample_lam
@@ -101,8 +101,8 @@ class HiddenStateMixer(ForwardHooks, Mixer):
     # ---- the mixing step -----------------------------------------------------------------------
 
     def mix(self, step: MixStep) -> MixedBatch:
-        generator = step.generator
-        choice = int(torch.randint(len(self.eligible), (), generator=generator, device=generator.device))
+        generator, host = step.generator, step.host
+        choice = int(read_host(torch.randint(len(self.eligible), (), generator=host, device=host.device)))
         layer = self.eligible[choice]
         if layer == INPUT:
             return self.mix_input(step)

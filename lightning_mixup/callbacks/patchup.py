@@ -14,12 +14,14 @@ from lightning_mixup.checks import check_bool, check_choice, check_number
 from lightning_mixup.functional import MixedBatch, cutmix_batch
 from lightning_mixup.functional.patchup import (
     LOSS_PARAMS,
+    block_own,
     check_feature_map,
     check_loss_params,
     check_patchup_params,
-    patchup_hidden,
+    patchup,
     patchup_loss_targets,
     patchup_own_share,
+    unchanged_fraction,
 )
 
 from lightning_mixup.functional.targets import PairTarget, TargetBatch, fill_
@@ -139,14 +141,18 @@ class PatchUp(HiddenStateMixer):
         pending = targets.mix(index, torch.full((index.shape[0],), float("nan"), device=index.device))
 
         def mix_fn(h: Tensor) -> Tensor:
-            mixed, unchanged = patchup_hidden(
-                h, targets, index.to(h.device), lam, self.mode, self.block_size, self.gamma,
-                shared_mask=self.shared_mask, generator=step.generator,
+            # patchup_hidden's draws and mix, without what the step does not use (its targets and λ of each sample)
+            batch, channels, height, width = h.shape
+            own = block_own(
+                1 if self.shared_mask else batch, channels, height, width, self.block_size, self.gamma,
+                generator=step.generator,
             )  # fmt: skip
-            unchanged = unchanged.to(index.device)
+            mixed = patchup(h, index.to(h.device), lam, own, self.mode)
+            unchanged = unchanged_fraction(own).to(index.device)
+            unchanged = unchanged[0] if self.shared_mask else unchanged
             share = patchup_own_share(lam, unchanged, self.mode)
             fill_(pending, self._weigh(step, targets, index, share, unchanged))
-            step.stats["mix/unchanged"] = unchanged.float().mean()
-            return mixed.input
+            step.stats["mix/unchanged"] = unchanged.mean()
+            return mixed
 
         return mix_fn, pending

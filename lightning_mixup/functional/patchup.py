@@ -66,23 +66,47 @@ def block_masks(
 ) -> Tensor:
     """``n`` binary masks ``[n, C, H, W]``, 1 = the sample's own feature, 0 = a block to change:
     Bernoulli(adjusted γ) seeds grown into ``block_size × block_size`` squares, clipped at the borders,
-    independently per channel.
+    independently per channel. Float32 :func:`block_own`.
 
     Example:
         >>> m = block_masks(2, 4, 16, 16, 5, 0.5, generator=torch.Generator().manual_seed(0))
         >>> m.shape, sorted(m.unique().tolist())
         (torch.Size([2, 4, 16, 16]), [0.0, 1.0])
     """
+    own = block_own(n, channels, height, width, block_size, gamma, generator=generator, device=device)
+    return own.to(torch.float32)
+
+
+def block_own(
+    n: int,
+    channels: int,
+    height: int,
+    width: int,
+    block_size: int,
+    gamma: float,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """:func:`block_masks` as a bool tensor (True = own): the same draws, a quarter of the memory, and what
+    :func:`patchup`, :func:`own_weight` and :func:`unchanged_fraction` read fastest.
+
+    Example:
+        >>> own = block_own(2, 4, 16, 16, 5, 0.5, generator=torch.Generator().manual_seed(0))
+        >>> own.dtype, torch.equal(own, block_masks(2, 4, 16, 16, 5, 0.5, generator=torch.Generator().manual_seed(0)) > 0)
+        (torch.bool, True)
+    """  # noqa: E501
     rate = adjusted_gamma(gamma, block_size, height, width)
     dev = generator.device if generator is not None else torch.device(device or "cpu")
-    seeds = (torch.rand(n, channels, height, width, generator=generator, device=dev) < rate).float()
-    return 1.0 - grow_blocks(seeds, block_size)
+    seeds = torch.rand(n, channels, height, width, generator=generator, device=dev) < rate
+    return _grow(seeds, block_size).logical_not_()
 
 
 def grow_blocks(seeds: Tensor, block_size: int) -> Tensor:
     """Grow each seed (1) of ``[n, C, H, W]`` into a ``block_size``² square covering rows and columns
     ``[i − b//2, i − b//2 + b − 1]`` around it, clipped at the borders: DropBlock's max-pool, computed as
-    two running sums (several times faster than ``max_pool2d`` on the CPU, and the same result).
+    a running OR of shifted copies along each axis (a few byte-wide passes: several times faster than ``max_pool2d``
+    or running sums on the CPU, and the same result). Returns ``seeds``' dtype.
 
     Example:
         >>> seeds = torch.zeros(1, 1, 5, 5); seeds[0, 0, 2, 2] = 1
@@ -93,33 +117,55 @@ def grow_blocks(seeds: Tensor, block_size: int) -> Tensor:
                 [0., 1., 1., 1., 0.],
                 [0., 0., 0., 0., 0.]])
     """
-    before, after = block_size // 2, block_size - 1 - block_size // 2
-    sums = F.pad(seeds, (0, 0, before + 1, after)).cumsum(dim=2)
-    rows = sums[:, :, block_size:, :] - sums[:, :, :-block_size, :]
-    sums = F.pad(rows, (before + 1, after, 0, 0)).cumsum(dim=3)
-    return ((sums[..., block_size:] - sums[..., :-block_size]) > 0.5).to(seeds.dtype)
+    return _grow(seeds != 0, block_size).to(seeds.dtype)
 
 
-def own_weight(mask: Tensor, lam: Tensor | float, mode: str = "soft") -> Tensor:
+def _grow(seeds: Tensor, block_size: int) -> Tensor:
+    """:func:`grow_blocks` of bool seeds, as bool."""
+    return _window_any(_window_any(seeds, block_size, 2), block_size, 3)
+
+
+def _window_any(x: Tensor, size: int, dim: int) -> Tensor:
+    """``out[j] = any(x[j − size//2 : j − size//2 + size])`` along ``dim`` of a bool tensor (zeros beyond the
+    borders): windows of doubling span OR-ed together, ``⌈log₂ size⌉`` passes."""
+    before = size // 2
+    pad = [0, 0] * (x.ndim - 1 - dim) + [before, size - 1 - before]
+    x = F.pad(x, pad)
+    span = 1
+    while span < size:
+        shift = min(span, size - span)  # the window grows from span to span + shift
+        length = x.shape[dim] - shift
+        x = x.narrow(dim, 0, length) | x.narrow(dim, shift, length)
+        span += shift
+    return x
+
+
+def own_weight(mask: Tensor, lam: Tensor | float, mode: str = "soft", dtype: torch.dtype | None = None) -> Tensor:
     """The share of each feature that is the sample's own: the block mask (``"hard"``: a changed block is the
     partner's) or ``mask + (1 − mask)·λ`` (``"soft"``: a changed block is ``λ·h + (1−λ)·h[j]``); its mean is the
-    λ of the mixed sample.
+    λ of the mixed sample. ``mask`` is float (1 = own) or bool (True = own); the result has ``dtype`` (default: the
+    float mask's, float32 for a bool one).
 
     Example:
         >>> own_weight(torch.tensor([[[[1.0, 0.0]]]]), 0.25, "soft")
         tensor([[[[1.0000, 0.2500]]]])
     """
     check_choice("mode", mode, MODES)
+    dtype = dtype or (torch.float32 if mask.dtype == torch.bool else mask.dtype)
     if mode == "hard":
-        return mask
-    lam = torch.as_tensor(lam, dtype=mask.dtype, device=mask.device)
+        return mask.to(dtype)
+    lam = torch.as_tensor(lam, dtype=torch.float32 if mask.dtype == torch.bool else mask.dtype, device=mask.device)
+    if mask.dtype == torch.bool:  # one pass: 1 where own, λ elsewhere (what the float formula gives, exactly)
+        lam = lam.view(-1, *([1] * (mask.ndim - 1))) if lam.ndim == 1 else lam
+        return torch.where(mask, torch.ones((), dtype=dtype, device=mask.device), lam.to(dtype))
     if lam.ndim == 1 and mask.shape[0] == 1:  # one mask for the batch, one λ per sample
         mask = mask.expand(lam.shape[0], *mask.shape[1:])
-    return mask + (1.0 - mask) * expand_lam(lam, mask)
+    return (mask + (1.0 - mask) * expand_lam(lam, mask)).to(dtype)
 
 
 def patchup(h: Tensor, index: Tensor, lam: Tensor | float, mask: Tensor, mode: str = "soft") -> Tensor:
-    """Mix the blocks of ``h`` ``[B, C, H, W]`` that ``mask`` (``[1 or B, C, H, W]``, 1 = own) marks 0, out of place.
+    """Mix the blocks of ``h`` ``[B, C, H, W]`` that ``mask`` (``[1 or B, C, H, W]``, 1 or True = own) marks 0, out of
+    place.
 
     ``"hard"``: ``M·h + (1−M)·h[index]``; ``"soft"``: ``M·h + (1−M)·(λ·h + (1−λ)·h[index])``.
 
@@ -130,14 +176,19 @@ def patchup(h: Tensor, index: Tensor, lam: Tensor | float, mask: Tensor, mode: s
         tensor([[1., 0.],
                 [0., 0.]])
     """
-    weight = own_weight(mask.to(h.device), lam, mode)
+    return _blend(h, index, own_weight(mask.to(h.device), lam, mode, h.dtype if mask.dtype == torch.bool else None))
+
+
+def _blend(h: Tensor, index: Tensor, weight: Tensor) -> Tensor:
+    """``weight·h + (1 − weight)·h[index]``, in ``h``'s dtype and memory format; exact at weights 0 and 1."""
     channels_last = h.ndim == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.lerp(h[index], h, weight.to(h.dtype).contiguous(memory_format=layout))  # exact at weights 0 and 1
+    return torch.lerp(h[index], h, weight.to(h.dtype).contiguous(memory_format=layout))
 
 
 def unchanged_fraction(mask: Tensor) -> Tensor:
-    """``p_u`` of each block mask ``[n, C, H, W]`` (1 = own): the fraction of features left unchanged, ``[n]``.
+    """``p_u`` of each block mask ``[n, C, H, W]`` (1 or True = own): the fraction of features left unchanged,
+    ``[n]``.
 
     Example:
         >>> mask = torch.ones(2, 1, 4, 4)
@@ -145,6 +196,9 @@ def unchanged_fraction(mask: Tensor) -> Tensor:
         >>> unchanged_fraction(mask)
         tensor([0.5000, 1.0000])
     """
+    if mask.dtype == torch.bool:  # the count of own features (bytes summed: ~15x faster than a bool sum on the CPU)
+        count = mask.flatten(1).view(torch.uint8).sum(dim=1, dtype=torch.int32)
+        return (count.double() / mask[0].numel()).float()  # as the float64 mean of the float mask divides
     return mask.flatten(1).mean(dim=1, dtype=torch.float64).float()
 
 
@@ -249,14 +303,14 @@ def patchup_hidden(
     if targets.spec.dense:
         raise ValueError("PatchUp mixes per-sample targets only: its blocks live at a hidden layer's resolution")
     batch, channels, height, width = h.shape
-    mask = block_masks(1 if shared_mask else batch, channels, height, width, block_size, gamma, generator=generator)
-    mask = mask.to(h.device)
-    unchanged = unchanged_fraction(mask)
+    own = block_own(1 if shared_mask else batch, channels, height, width, block_size, gamma, generator=generator)
+    own = own.to(h.device)
+    unchanged = unchanged_fraction(own)
     unchanged = unchanged[0] if shared_mask else unchanged
     share = patchup_own_share(lam, unchanged.to(targets.value.device), mode)
-    weight = own_weight(mask, lam, mode)
+    weight = own_weight(own, lam, mode)
     lam_own = weight.flatten(1).mean(1, dtype=torch.float64).float().expand(batch)
-    mixed = patchup(h, index, lam, mask, mode)
+    mixed = _blend(h, index, weight)
     return MixedBatch(mixed, targets.mix(index, share), lam_own, weight, index=index), unchanged
 
 

@@ -10,7 +10,7 @@ mask), and the pair form :class:`PairTarget` ``(a, b, weight)`` that any per-sam
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -66,6 +66,11 @@ class Targets:
             ``"pair"``: a :class:`PairTarget`.
         ignore_index: segmentation label of pixels to ignore (e.g. 255); such pixels stay ignored: the label where
             the pixel is kept whole, a zero probability row where it is blended.
+        async_checks: check the target values (labels in range, rows summing to 1) on their device without waiting
+            for it (``torch._assert_async``): no host synchronization, but a bad value fails with a ``RuntimeError``
+            that does not name it, at the device's next synchronization (at once on the CPU), instead of the
+            ``ValueError`` that does. The mixing callbacks check their first batch fully, then switch to this.
+            Not part of equality: targets read under either are the same.
 
     Example:
         >>> spec = Targets(3, form="pair")
@@ -77,6 +82,7 @@ class Targets:
     task: str = "multiclass"
     form: str = "mixed"
     ignore_index: int | None = None
+    async_checks: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
@@ -109,16 +115,16 @@ class Targets:
             raise ValueError(f"input has batch size {x.shape[0]} but targets have shape {list(target.shape)}")
         if self.task == "multiclass":
             if self.form == "pair":  # checked as to_probs would, without building the rows it would throw away
-                check_classes(target, self.num_classes)
+                check_classes(target, self.num_classes, async_checks=self.async_checks)
                 return TargetBatch(self, target)
-            return TargetBatch(self, to_probs(target, self.num_classes))
+            return TargetBatch(self, to_probs(target, self.num_classes, async_checks=self.async_checks))
         if self.task == "multilabel":
-            return TargetBatch(self, check_multilabel(target, self.num_classes))
+            return TargetBatch(self, check_multilabel(target, self.num_classes, async_checks=self.async_checks))
         if self.task == "regression":
             if not target.is_floating_point():
                 raise TypeError(f"regression targets must be floating point, got dtype {target.dtype}")
             return TargetBatch(self, target)
-        return TargetBatch(self, _check_dense(target, x, self.num_classes, self.ignore_index))
+        return TargetBatch(self, _check_dense(target, x, self.num_classes, self.ignore_index, self.async_checks))
 
 
 @dataclass(frozen=True)
@@ -267,12 +273,14 @@ def pair_loss(
     return loss.sum() if reduction == "sum" else loss
 
 
-def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+def to_probs(
+    target: Tensor, num_classes: int, dtype: torch.dtype = torch.float32, *, async_checks: bool = False
+) -> Tensor:
     """Class indices ``[B]`` or probabilities ``[B, C]`` → validated probabilities ``[B, C]`` of ``dtype``.
 
     Raises on a label outside ``[0, num_classes)``, a width other than ``num_classes``, negative or NaN
     probabilities or rows that do not sum to 1 (tolerance 1e-3, or the machine epsilon of ``target``'s dtype
-    if larger: 2⁻⁷ for bfloat16).
+    if larger: 2⁻⁷ for bfloat16); with ``async_checks``, on the device without a host sync (see :class:`Targets`).
 
     Example:
         >>> to_probs(torch.tensor([0, 2]), 3)
@@ -289,8 +297,8 @@ def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float3
                 f"got dtype {target.dtype} shape {list(target.shape)}; for segmentation masks pass "
                 "task='segmentation', for multi-hot rows task='multilabel'"
             )
-        _check_labels(target, num_classes)
-        return torch.nn.functional.one_hot(target.long(), num_classes).to(dtype)
+        _check_labels(target, num_classes, async_checks=async_checks)
+        return one_hot(target, num_classes, dtype)
     if target.ndim != 2:
         raise ValueError(
             f"float targets must be probabilities of shape [B, C], got shape {list(target.shape)}; "
@@ -299,35 +307,53 @@ def to_probs(target: Tensor, num_classes: int, dtype: torch.dtype = torch.float3
         )
     if target.shape[1] != num_classes:
         raise ValueError(f"probability targets have {target.shape[1]} columns but num_classes={num_classes}")
-    _check_sums(target, 1, "row", "task='multilabel' takes rows that do not sum to 1")
+    _check_sums(target, 1, "row", "task='multilabel' takes rows that do not sum to 1", async_checks=async_checks)
     return target.to(dtype)
 
 
-def check_classes(target: Tensor, num_classes: int) -> None:
+def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Rows ``[B, C]`` of ``dtype`` with a 1 at each label: ``F.one_hot`` without its range check, which reads the
+    labels on the host (the labels are checked apart); a label outside ``[0, num_classes)`` gives a zero row.
+
+    Example:
+        >>> one_hot(torch.tensor([0, 2]), 3)
+        tensor([[1., 0., 0.],
+                [0., 0., 1.]])
+    """
+    return (labels.unsqueeze(-1) == torch.arange(num_classes, device=labels.device)).to(dtype)
+
+
+def check_classes(target: Tensor, num_classes: int, *, async_checks: bool = False) -> None:
     """Raise unless ``target`` is class indices ``[B]`` in ``[0, num_classes)`` or probability rows ``[B, C]``: what
     :func:`to_probs` accepts, checked without building the rows."""
     if target.is_floating_point():
-        to_probs(target, num_classes)  # probabilities: the rows are the target itself
+        to_probs(target, num_classes, async_checks=async_checks)  # probabilities: the rows are the target itself
         return
     check_num_classes(num_classes)
     if target.ndim != 1 or target.dtype == torch.bool:
         to_probs(target, num_classes)  # raises with its message
-    _check_labels(target, num_classes)
+    _check_labels(target, num_classes, async_checks=async_checks)
 
 
-def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None = None, hint: str = "") -> None:
+def _check_labels(
+    labels: Tensor, num_classes: int, ignore_index: int | None = None, hint: str = "", async_checks: bool = False
+) -> None:
     """Raise unless every label is in ``[0, num_classes)`` or is ``ignore_index``."""
     bad = (labels < 0) | (labels >= num_classes)
     if ignore_index is not None:
         bad &= labels != ignore_index
-    if bool(bad.any()):
+    if async_checks or torch.compiler.is_compiling():
+        _assert_none(bad, f"label out of range [0, {num_classes}); check num_classes on the mixer or the module{hint}")
+    elif bool(bad.any()):
         raise ValueError(
             f"label out of range [0, {num_classes}): got {labels[bad][:5].tolist()}; "
             f"check num_classes on the mixer or the module{hint}"
         )
 
 
-def _check_sums(probs: Tensor, dim: int, what: str, hint: str, allow_zero: bool = False) -> None:
+def _check_sums(
+    probs: Tensor, dim: int, what: str, hint: str, allow_zero: bool = False, async_checks: bool = False
+) -> None:
     """Raise unless ``probs`` is non-negative and sums to 1 (or 0 when ``allow_zero``) along ``dim``."""
     sums = probs.sum(dim=dim, dtype=torch.float32)
     # bfloat16 rounds each entry by up to eps/2 relative, so a valid row may sum to 1 ± eps/2
@@ -337,7 +363,9 @@ def _check_sums(probs: Tensor, dim: int, what: str, hint: str, allow_zero: bool 
     if allow_zero:
         ok |= sums.abs() <= tolerance
     bad = ~ok | ~(probs >= 0).all(dim=dim)
-    if bool(bad.any()):
+    if async_checks or torch.compiler.is_compiling():
+        _assert_none(bad, f"probability targets must be non-negative and sum to 1 per {what}; {hint}")
+    elif bool(bad.any()):
         where = tuple(int(i) for i in bad.nonzero()[0])
         lowest = probs.movedim(dim, -1)[where].min()
         at = where if len(where) > 1 else where[0]
@@ -347,7 +375,15 @@ def _check_sums(probs: Tensor, dim: int, what: str, hint: str, allow_zero: bool 
         )
 
 
-def check_multilabel(target: Tensor, num_classes: int | None) -> Tensor:
+def _assert_none(bad: Tensor, message: str) -> None:
+    """Fail with ``message`` if any of ``bad`` is set, checked on its device without waiting for it: at once on the
+    CPU (``RuntimeError``), as a device-side assert at the next synchronization on an accelerator. What the checks do
+    with ``async_checks`` and under ``torch.compile`` (which cannot branch on a tensor's value without a graph
+    break)."""
+    torch._assert_async(bad.any().logical_not(), message)
+
+
+def check_multilabel(target: Tensor, num_classes: int | None, *, async_checks: bool = False) -> Tensor:
     """Multi-label rows ``[B, C]`` (bool, integer 0/1 or float in [0, 1]) as float32."""
     if target.ndim != 2:
         raise ValueError(f"multi-label targets must have shape [B, C], got shape {list(target.shape)}")
@@ -355,12 +391,16 @@ def check_multilabel(target: Tensor, num_classes: int | None) -> Tensor:
         raise ValueError(f"multi-label targets have {target.shape[1]} columns but num_classes={num_classes}")
     rows = target.float()
     bad = ~((rows >= 0) & (rows <= 1))
-    if bool(bad.any()):
+    if async_checks or torch.compiler.is_compiling():
+        _assert_none(bad, "multi-label targets must lie in [0, 1]")
+    elif bool(bad.any()):
         raise ValueError(f"multi-label targets must lie in [0, 1], got {rows[bad][:5].tolist()}")
     return rows
 
 
-def _check_dense(target: Tensor, x: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
+def _check_dense(
+    target: Tensor, x: Tensor, num_classes: int, ignore_index: int | None, async_checks: bool = False
+) -> Tensor:
     """A segmentation mask of ``x``'s size as ``[B, 1, H, W]`` class indices or ``[B, C, H, W]`` probabilities."""
     if x.ndim != 4:
         raise ValueError(f"segmentation needs images [B, C, H, W], got input shape {list(x.shape)}")
@@ -373,7 +413,8 @@ def _check_dense(target: Tensor, x: Tensor, num_classes: int, ignore_index: int 
             )
         if tuple(target.shape[2:]) != size:
             raise ValueError(f"the mask is {list(target.shape[2:])} but the image is {list(size)}: they must match")
-        _check_sums(target, 1, "pixel", "ignored pixels may have all-zero rows", allow_zero=True)
+        _check_sums(target, 1, "pixel", "ignored pixels may have all-zero rows", allow_zero=True,
+                    async_checks=async_checks)  # fmt: skip
         return target
     if target.ndim != 3 or target.dtype == torch.bool:
         raise ValueError(
@@ -383,7 +424,7 @@ def _check_dense(target: Tensor, x: Tensor, num_classes: int, ignore_index: int 
     if tuple(target.shape[1:]) != size:
         raise ValueError(f"the mask is {list(target.shape[1:])} but the image is {list(size)}: they must match")
     hint = "" if ignore_index is not None else "; set ignore_index=... if a value marks pixels to skip"
-    _check_labels(target, num_classes, ignore_index, hint)
+    _check_labels(target, num_classes, ignore_index, hint, async_checks)
     return target.unsqueeze(1)
 
 
