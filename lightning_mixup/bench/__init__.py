@@ -138,6 +138,18 @@ APPLY: dict[str, tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]
 (λ, box, mask) from λ: the ``apply`` figure times the blend with its randomness drawn beforehand."""
 
 
+_clock: Callable[[], float] = time.perf_counter
+"""What the timings read: wall time, or this thread's CPU time with ``--threads 1`` on a CPU (:func:`use_cpu_time`),
+which other processes on a busy host do not inflate."""
+
+
+def use_cpu_time(enabled: bool) -> None:
+    """Time with this thread's CPU time (``time.thread_time``: steady beside other jobs, meaningful only when torch
+    runs on this one thread) instead of wall time."""
+    global _clock
+    _clock = time.thread_time if enabled else time.perf_counter
+
+
 def median_ms(
     fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int = 3, budget_s: float = 2.0
 ) -> float:
@@ -149,10 +161,10 @@ def median_ms(
     times: list[float] = []
     while len(times) < repeat and (len(times) < 5 or sum(times) < budget_s):
         sync()
-        start = time.perf_counter()
+        start = _clock()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(_clock() - start)
     return 1e3 * statistics.median(times)
 
 
@@ -176,10 +188,10 @@ def interleaved_ms(
     while rounds < repeat and (rounds < 5 or sum(map(sum, times.values())) < budget_s * len(fns)):
         for name, fn in fns.items():
             sync()
-            start = time.perf_counter()
+            start = _clock()
             fn(rounds)
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_clock() - start)
         rounds += 1
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
@@ -188,10 +200,10 @@ def _once_ms(fn: Callable[[], Any], device: torch.device) -> float:
     """Wall time of one call of ``fn`` in milliseconds."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
-    start = time.perf_counter()
+    start = _clock()
     fn()
     sync()
-    return 1e3 * (time.perf_counter() - start)
+    return 1e3 * (_clock() - start)
 
 
 def _record(
@@ -349,9 +361,15 @@ def bench_throughput(
             cb.setup(trainer, module, "fit")
 
             plain, mixed = [], []
-            for _ in range(rounds):
-                plain.append(_once_ms(lambda: _train(module, optimizer, trainer, None, x, y, steps), device))
-                mixed.append(_once_ms(lambda: _train(module, optimizer, trainer, cb, x, y, steps), device))
+            state = cb.state_dict()  # every mixed round draws the same (layers, λ, masks): rounds compare alike
+            for i in range(rounds):
+                cb.load_state_dict(state)
+                runs = [
+                    (plain, lambda: _train(module, optimizer, trainer, None, x, y, steps)),
+                    (mixed, lambda: _train(module, optimizer, trainer, cb, x, y, steps)),
+                ]
+                for times, fn in runs[:: 1 if i % 2 == 0 else -1]:  # alternate which goes first
+                    times.append(_once_ms(fn, device))
             cb.teardown(trainer, module, "fit")
             ms = statistics.median(mixed) / steps
             ratio = statistics.median(plain) / statistics.median(mixed)
@@ -556,7 +574,7 @@ def run(
         if quick:
             records += bench_throughput([method], (8, 3, 16, 16), dev, width=4, steps=2, rounds=1)
         else:
-            records += bench_throughput([method], (128, 3, 32, 32), dev, width=32, steps=4, rounds=4)
+            records += bench_throughput([method], (128, 3, 32, 32), dev, width=32, steps=4, rounds=8)
     if "puzzlemix" in sections and "puzzlemix" in methods:
         say("puzzlemix: mask solver ÷ pyGCO, then a training step ÷ MixUp's")
         if not _have_gco():
@@ -609,7 +627,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         help=f"comma-separated, any of {', '.join(SECTIONS)} or 'all' (default: {','.join(DEFAULT_SECTIONS)})",
     )
     parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: torch's); 1 is steadier on a busy host"
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's); 1 times with the thread's CPU time, steady on a busy host",
     )
     args = parser.parse_args(argv)
     for method in args.methods:
@@ -625,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if args.threads < 1:
             parser.error(f"argument --threads: must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    use_cpu_time(args.threads == 1 and args.device == "cpu")
     start = time.perf_counter()
 
     def progress(line: str) -> None:

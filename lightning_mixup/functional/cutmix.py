@@ -82,7 +82,8 @@ def cutmix(x: Tensor, index: Tensor, boxes: Tensor, out: Tensor | None = None) -
                 [0., 0., 0., 0.]])
     """
     check_input(x, ndim=4, method="CutMix")
-    if boxes.ndim == 1 and not torch.compiler.is_compiling():  # compiled: the masked form below, no host sync
+    if boxes.ndim == 1 and boxes.device.type == "cpu" and not torch.compiler.is_compiling():
+        # reading a box held on the CPU waits for no device; on an accelerator or compiled: the masked form below
         y1, y2, x1, x2 = boxes.tolist()
         out = x.clone() if out is None else check_out(out, x).copy_(x)
         out[:, :, y1:y2, x1:x2] = torch.index_select(x[:, :, y1:y2, x1:x2], 0, index)
