@@ -61,7 +61,7 @@ def solve_masks(problem: MaskProblem, iterations: int | None = None, sweeps: int
     """
     n, n_labels = problem.unary.shape[-2:]
     if n_labels**n <= EXACT_STATES:
-        return exact_dp(problem)
+        return exact_rows(problem)
     grid = GridLayout(problem)
     x = primal_dual(grid, iterations or default_iterations(n, n_labels))
     padded = grid.pad(round_layers(x, THRESHOLDS))
@@ -274,40 +274,28 @@ def coordinate_sweeps(grid: GridLayout, padded: Tensor, sweeps: int) -> None:
                     torch.minimum(best, cost, out=best)
 
 
-def exact_dp(problem: MaskProblem) -> Tensor:
-    """The exact minimiser by dynamic programming over the blocks in row-major order: the state is the labels of the
-    last ``n`` blocks (``L^n`` states), and adding a block drops the one above it."""
+def exact_rows(problem: MaskProblem) -> Tensor:
+    """The exact minimiser by dynamic programming over rows: each row's ``L^n`` labellings are the states."""
     unary, weight_v, weight_h = problem
     b, n, _, n_labels = unary.shape
-    device = unary.device
-    tail = n_labels ** (n - 1)
-    n_states = tail * n_labels
-    # state = Σ_j label(k − j) · L^j over the last n blocks k, k−1, …: the block above is the most significant digit
-    state = torch.arange(n_states, device=device)
-    new, left = state % n_labels, (state // n_labels) % n_labels
-    v = label_values(n_labels, unary)
-    jump = (v.view(-1, 1) - v.view(1, -1)) ** 2
-    zero = unary.new_zeros(())
-    above = torch.cat([zero.expand(b, 1, n), weight_v], 1).flatten(1).T  # [n², B]: 0 on the first row
-    before = torch.cat([zero.expand(b, n, 1), weight_h], 2).flatten(1).T  # 0 on the first column
-    up = jump.view(1, n_labels, 1, n_labels, 1) * above.view(n * n, 1, 1, 1, b)  # [n², dropped, 1, new, B]
-    own = torch.addcmul(unary.flatten(1, 2).permute(1, 2, 0)[:, new], jump[left, new].view(1, -1, 1),
-                        before.view(n * n, 1, b))  # fmt: skip  # [n², S, B]
-    best = unary.new_zeros(n_labels, tail, 1, b)
-    total = unary.new_empty(n_labels, tail, n_labels, b)
-    choices = torch.empty(n * n, n_states, b, device=device, dtype=torch.uint8)
-    for k in range(n * n):
-        torch.add(best, up[k], out=total)
-        value = total[0]
-        choice = choices[k].view(tail, n_labels, b)
-        choice.zero_()
-        for dropped in range(1, n_labels):
-            choice.masked_fill_(total[dropped] < value, dropped)
-            value = torch.minimum(value, total[dropped])
-        best = (value.reshape(n_states, b) + own[k]).view(n_labels, tail, 1, b)
-    s = best.view(n_states, b).argmin(0, keepdim=True)
-    states = [s]
-    for k in range(n * n - 1, 0, -1):
-        s = choices[k].gather(0, s).long() * tail + s // n_labels
-        states.append(s)
-    return (torch.cat(states[::-1]) % n_labels).T.reshape(b, n, n)
+    device, dtype = unary.device, unary.dtype
+    states = torch.cartesian_prod(*[torch.arange(n_labels, device=device)] * n).view(-1, n)  # [S, n]
+    v = states.to(dtype) / (n_labels - 1)
+    onehot = torch.nn.functional.one_hot(states, n_labels).to(dtype).flatten(1)  # [S, n·L]
+    row_cost = unary.reshape(b, n, n * n_labels) @ onehot.T  # [B, rows, S]
+    row_cost = row_cost + weight_h @ ((v[:, 1:] - v[:, :-1]) ** 2).T
+    jump = (v.unsqueeze(1) - v.unsqueeze(0)) ** 2  # [S, S, n]
+    transition = (weight_v @ jump.flatten(0, 1).T).view(b, n - 1, len(states), len(states))
+    best = row_cost[:, 0]
+    choices = []
+    for r in range(1, n):
+        total = best.unsqueeze(1) + transition[:, r - 1]  # [B, S, S_prev] (the transition is symmetric)
+        best, arg = total.min(-1)
+        best = best + row_cost[:, r]
+        choices.append(arg)
+    state = best.argmin(1)
+    picked = [state]
+    for arg in reversed(choices):
+        state = arg.gather(1, state.unsqueeze(1)).squeeze(1)
+        picked.append(state)
+    return states[torch.stack(picked[::-1], 1)]
