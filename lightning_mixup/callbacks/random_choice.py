@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_mixup.callbacks.base import MixingCallback, MixStep
+from lightning_mixup.callbacks.base import MixingCallback, MixStep, read_host
 from lightning_mixup.functional import MixedBatch
 
 
@@ -61,8 +61,8 @@ class RandomChoice(MixingCallback):
         return {"mixers": [type(m).__name__ for m in self.mixers], "weights": self.weights, "p": self.p}
 
     def mix(self, step: MixStep) -> MixedBatch | None:
-        weights = torch.tensor(self.weights, device=step.generator.device)
-        choice = int(torch.multinomial(weights, 1, generator=step.generator))
+        host = step.host  # the choice is read on the host: a CPU draw beside an accelerator, waits for no device
+        choice = int(read_host(torch.multinomial(torch.tensor(self.weights, device=host.device), 1, generator=host)))
         return self.mixers[choice].maybe_mix(step)
 
 
