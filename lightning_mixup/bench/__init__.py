@@ -29,7 +29,7 @@ Usage::
 Example:
     >>> records = run(["mixup"], device="cpu", quick=True)
     >>> sorted({r["part"] for r in records})
-    ['copy', 'step', 'throughput']
+    ['apply', 'copy', 'step', 'throughput']
     >>> format_table(records).splitlines()[0]
     '| method | mode | part | shape | dtype | ms | ratio | ratio of |'
 """
