@@ -375,7 +375,7 @@ def test_grow_blocks_equals_dropblock_max_pool(block_size: int) -> None:
 def test_bool_masks_give_the_float_masks_results(mode: str, shared_mask: bool, per_sample: bool, dtype: Any) -> None:
     """The callback's fast path (bool masks: one-pass weights, byte counts) is bit-identical to the float masks."""
     n = 1 if shared_mask else 6
-    own = patchup_module.block_own(n, 4, 9, 9, 3, 0.5, generator=torch.Generator().manual_seed(1))
+    own = block_masks(n, 4, 9, 9, 3, 0.5, dtype=torch.bool, generator=torch.Generator().manual_seed(1))
     mask = block_masks(n, 4, 9, 9, 3, 0.5, generator=torch.Generator().manual_seed(1))
     assert own.dtype == torch.bool and torch.equal(own.float(), mask)
     assert torch.equal(unchanged_fraction(own), unchanged_fraction(mask))
@@ -405,14 +405,14 @@ def test_patchup_callback_equals_patchup_hidden(
         per_sample=per_sample, num_classes=NUM_CLASSES,
     )  # fmt: skip
     states, spy = [], Spy(patchup_callback_module.patchup)
-    block_own = patchup_callback_module.block_own
+    draw_masks = patchup_callback_module.block_masks
     monkeypatch.setattr(patchup_callback_module, "patchup", spy)
 
     def recording(*args: Any, **kwargs: Any) -> torch.Tensor:
         states.append(kwargs["generator"].get_state())  # the state the masks are drawn from
-        return block_own(*args, **kwargs)
+        return draw_masks(*args, **kwargs)
 
-    monkeypatch.setattr(patchup_callback_module, "block_own", recording)
+    monkeypatch.setattr(patchup_callback_module, "block_masks", recording)
     g = _setup(cb, module)
     x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % NUM_CLASSES
     mixed = cb.mix(MixStep(x, y, NUM_CLASSES, g))

@@ -14,7 +14,7 @@ from lightning_mixup.checks import check_bool, check_choice, check_number
 from lightning_mixup.functional import MixedBatch, cutmix_batch
 from lightning_mixup.functional.patchup import (
     LOSS_PARAMS,
-    block_own,
+    block_masks,
     check_feature_map,
     check_loss_params,
     check_patchup_params,
@@ -143,9 +143,9 @@ class PatchUp(HiddenStateMixer):
         def mix_fn(h: Tensor) -> Tensor:
             # patchup_hidden's draws and mix, without what the step does not use (its targets and λ of each sample)
             batch, channels, height, width = h.shape
-            own = block_own(
+            own = block_masks(
                 1 if self.shared_mask else batch, channels, height, width, self.block_size, self.gamma,
-                generator=step.generator,
+                dtype=torch.bool, generator=step.generator,
             )  # fmt: skip
             mixed = patchup(h, index.to(h.device), lam, own, self.mode)
             unchanged = unchanged_fraction(own).to(index.device)

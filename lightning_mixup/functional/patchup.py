@@ -61,45 +61,25 @@ def block_masks(
     block_size: int,
     gamma: float,
     *,
+    dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """``n`` binary masks ``[n, C, H, W]``, 1 = the sample's own feature, 0 = a block to change:
     Bernoulli(adjusted γ) seeds grown into ``block_size × block_size`` squares, clipped at the borders,
-    independently per channel. Float32 :func:`block_own`.
+    independently per channel. ``dtype=torch.bool`` gives the same masks (True = own) in a quarter of the memory,
+    the form :func:`patchup`, :func:`own_weight` and :func:`unchanged_fraction` read fastest.
 
     Example:
         >>> m = block_masks(2, 4, 16, 16, 5, 0.5, generator=torch.Generator().manual_seed(0))
         >>> m.shape, sorted(m.unique().tolist())
         (torch.Size([2, 4, 16, 16]), [0.0, 1.0])
     """
-    own = block_own(n, channels, height, width, block_size, gamma, generator=generator, device=device)
-    return own.to(torch.float32)
-
-
-def block_own(
-    n: int,
-    channels: int,
-    height: int,
-    width: int,
-    block_size: int,
-    gamma: float,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """:func:`block_masks` as a bool tensor (True = own): the same draws, a quarter of the memory, and what
-    :func:`patchup`, :func:`own_weight` and :func:`unchanged_fraction` read fastest.
-
-    Example:
-        >>> own = block_own(2, 4, 16, 16, 5, 0.5, generator=torch.Generator().manual_seed(0))
-        >>> own.dtype, torch.equal(own, block_masks(2, 4, 16, 16, 5, 0.5, generator=torch.Generator().manual_seed(0)) > 0)
-        (torch.bool, True)
-    """  # noqa: E501
     rate = adjusted_gamma(gamma, block_size, height, width)
     dev = generator.device if generator is not None else torch.device(device or "cpu")
     seeds = torch.rand(n, channels, height, width, generator=generator, device=dev) < rate
-    return _grow(seeds, block_size).logical_not_()
+    own = _grow(seeds, block_size).logical_not_()
+    return own if dtype == torch.bool else own.to(dtype)
 
 
 def grow_blocks(seeds: Tensor, block_size: int) -> Tensor:
@@ -303,7 +283,9 @@ def patchup_hidden(
     if targets.spec.dense:
         raise ValueError("PatchUp mixes per-sample targets only: its blocks live at a hidden layer's resolution")
     batch, channels, height, width = h.shape
-    own = block_own(1 if shared_mask else batch, channels, height, width, block_size, gamma, generator=generator)
+    own = block_masks(
+        1 if shared_mask else batch, channels, height, width, block_size, gamma, dtype=torch.bool, generator=generator
+    )
     own = own.to(h.device)
     unchanged = unchanged_fraction(own)
     unchanged = unchanged[0] if shared_mask else unchanged
