@@ -91,12 +91,13 @@ def main(out: Path) -> None:
         torch.save(result, out / f"{name}-rank{trainer.global_rank}.pt")
 
 
-def resume(out: Path) -> None:
-    """Fit 4 steps with a checkpoint at step 2, then resume from it: each rank must redraw its own λ."""
+def resume(out: Path, partner_scope: str = "local") -> None:
+    """Fit 4 steps with a checkpoint at step 2, then resume from it: each rank must redraw its own λ (with
+    ``partner_scope="global"``: the sequence shared by the ranks, λ of the 64 rows of the global batch)."""
     for phase, ckpt in (("full", None), ("resumed", str(out / "ckpt" / "epoch=0-step=2.ckpt"))):
         pl.seed_everything(0)
-        mixer, lams = MixUp(per_sample=True, seed=5), []
-        record_lam(mixer, lams)
+        mixer, lams = MixUp(per_sample=True, seed=5, partner_scope=partner_scope), []
+        record_lam(mixer, lams, rows=64 if partner_scope == "global" else 32)
         callbacks: list[pl.Callback] = [mixer]
         if ckpt is None:
             callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=2, save_top_k=-1))

@@ -14,9 +14,9 @@ import lightning.pytorch as pl
 import torch
 
 from conftest import Recorder
-from ddp_fit import fit, record_lam
+from ddp_fit import fit, resume
 from global_mixers import GLOBAL_MIXERS, MODEL_MIXERS, SEED
-from lightning_mixup import CMixup, MixingCallback, MixUp, Regressor
+from lightning_mixup import CMixup, MixingCallback, Regressor
 from lightning_mixup.data import DiabetesDataModule
 from lightning_mixup.models.nets import MLP
 from lightning_mixup.ranks import gather_rows
@@ -53,20 +53,7 @@ def regression(out: Path) -> None:
     torch.save({"before": before.batches, "after": after.batches}, out / f"cmixup-rank{trainer.global_rank}.pt")
 
 
-def resume(out: Path) -> None:
-    """4 steps with a checkpoint at step 2, then resumed from it: every rank redraws the shared sequence."""
-    for phase, ckpt in (("full", None), ("resumed", str(out / "ckpt" / "epoch=0-step=2.ckpt"))):
-        pl.seed_everything(0)
-        mixer, lams = MixUp(per_sample=True, seed=5, partner_scope="global"), []
-        record_lam(mixer, lams, rows=64)
-        callbacks: list[pl.Callback] = [mixer]
-        if ckpt is None:
-            callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=2, save_top_k=-1))
-        trainer = fit(callbacks, ckpt, limit_train_batches=4, limit_val_batches=0, enable_checkpointing=ckpt is None)
-        torch.save(torch.stack(lams), out / f"resume-{phase}-rank{trainer.global_rank}.pt")
-
-
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
     regression(Path(sys.argv[1]))
-    resume(Path(sys.argv[1]))
+    resume(Path(sys.argv[1]), partner_scope="global")
