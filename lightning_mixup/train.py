@@ -198,6 +198,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def end_distributed() -> None:
+    """Destroy the default process group once every rank is done (a no-op without one).
+
+    Lightning destroys it at exit only for NCCL; a gloo group left to the interpreter's finalization can abort a
+    finished run (``terminate called without an active exception``, SIGABRT) while its worker threads still hold work.
+
+    Example:
+        >>> end_distributed()  # nothing to do outside a distributed run
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Console entry: compose the config from the command line, train, return the config's ``objective`` metric
@@ -230,6 +244,7 @@ def main(cfg: DictConfig) -> float | None:
     rank_zero_info(OmegaConf.to_yaml(cfg, resolve=False))
     rank_zero_info(f"output directory: {hydra_cfg.runtime.output_dir} (train.log, checkpoints/, .hydra/config.yaml)")
     metrics = train(cfg)
+    end_distributed()
     return metrics.get(cfg.get("objective", "val/acc"))
 
 

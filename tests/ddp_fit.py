@@ -17,6 +17,7 @@ from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.functional import PairTarget
 from lightning_mixup.methods import get, names
 from lightning_mixup.models.nets import SmallCNN, ViT
+from lightning_mixup.train import end_distributed
 
 
 NAMES = names("input", "hidden", "saliency", task="multiclass")  # every classifier mixer (GANs: ddp_gan_fit.py)
@@ -108,3 +109,4 @@ def resume(out: Path, partner_scope: str = "local") -> None:
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
     resume(Path(sys.argv[1]))
+    end_distributed()  # gloo: a group left to interpreter exit can abort a finished run

@@ -25,6 +25,7 @@ from lightning_mixup.callbacks.gan_monitor import GANMonitor
 from lightning_mixup.data import GaussianMixtureDataModule
 from lightning_mixup.models.gan import GANModule
 from lightning_mixup.models.nets import MLP
+from lightning_mixup.train import end_distributed
 
 
 class RecordingGAN(GANModule):
@@ -93,3 +94,4 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    end_distributed()  # gloo: a group left to interpreter exit can abort a finished run

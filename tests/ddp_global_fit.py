@@ -20,6 +20,7 @@ from lightning_mixup import CMixup, MixingCallback, Regressor
 from lightning_mixup.data import DiabetesDataModule
 from lightning_mixup.models.nets import MLP
 from lightning_mixup.ranks import gather_rows
+from lightning_mixup.train import end_distributed
 
 
 def main(out: Path) -> None:
@@ -57,3 +58,4 @@ if __name__ == "__main__":
     main(Path(sys.argv[1]))
     regression(Path(sys.argv[1]))
     resume(Path(sys.argv[1]), partner_scope="global")
+    end_distributed()  # gloo: a group left to interpreter exit can abort a finished run

@@ -16,6 +16,7 @@ import torch
 from lightning_mixup import Classifier, CutMix
 from lightning_mixup.data import DigitsDataModule
 from lightning_mixup.models.nets import SmallCNN
+from lightning_mixup.train import end_distributed
 
 
 class Record(pl.Callback):
@@ -61,3 +62,4 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    end_distributed()  # gloo: a group left to interpreter exit can abort a finished run
