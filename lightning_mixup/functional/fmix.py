@@ -63,7 +63,8 @@ def _top_masks(values: Tensor, num: Tensor) -> Tensor:
     n, pixels = values.shape
     half = pixels // 2
     flip = (2 * num > pixels).view(n, 1)
-    k = torch.where(flip, pixels - num.view(n, 1), num.view(n, 1))
+    num = num.to(torch.int32).view(n, 1)  # int32 throughout: an int64 bound would promote [n, N] counts to int64
+    k = torch.where(flip, pixels - num, num)
     signed = values * (1.0 - 2.0 * flip.to(values.dtype))
     pad = torch.arange(half, device=values.device).view(1, half) < (half - k)
     padded = torch.cat([signed, torch.where(pad, torch.inf, -torch.inf).to(values.dtype)], dim=1)
