@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import Recorder, UserModule, make_loader, make_trainer
 from lightning_mixup import MixUp
 from lightning_mixup import bench
 from lightning_mixup.bench import METHODS, main, run
+from lightning_mixup.bench.timm_style import timm_style_cutmix, timm_style_mixup
 from lightning_mixup.functional import mixup_batch
 from lightning_mixup.methods import get, names
 
@@ -97,10 +100,27 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert all(keys <= set(r) for r in records)
     parts = {(r["method"], r["part"]) for r in records}
     assert {("mixup", "step"), ("cutmix", "apply"), ("fmix", "apply"), ("fmix", "mask")} <= parts
+    assert {("mixup", "timm_step"), ("cutmix", "timm_step")} <= parts
     assert {("manifold_mixup", "throughput"), ("patchup", "throughput")} <= parts
     assert all(r["ratio"] is None for r in records if r["part"] == "mask")
     assert all(r["ms"] > 0 for r in records)
     assert {r["mode"] for r in records if r["part"] == "step"} == {"batch", "per_sample"}
+
+
+def test_the_timm_style_baselines_mix_like_the_method() -> None:
+    x, y = torch.rand(6, 3, 9, 7), torch.arange(6) % 4
+    flip = torch.arange(5, -1, -1)
+    mixed = x.clone()
+    target = timm_style_mixup(mixed, y, 4, random.Random(1))
+    lam = random.Random(1).betavariate(1.0, 1.0)
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[flip])
+    torch.testing.assert_close(target, lam * F.one_hot(y, 4) + (1 - lam) * F.one_hot(y[flip], 4))
+    pasted = x.clone()
+    target = timm_style_cutmix(pasted, y, 4, random.Random(2))
+    own = (pasted == x).all(dim=1, keepdim=True)  # where each sample kept its own pixels
+    assert torch.equal(pasted, torch.where(own, x, x[flip]))
+    kept = own[0].float().mean()  # one box for the batch: λ is the kept area
+    torch.testing.assert_close(target, kept * F.one_hot(y, 4) + (1 - kept) * F.one_hot(y[flip], 4))
 
 
 def test_unknown_benchmark_method() -> None:

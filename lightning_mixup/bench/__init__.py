@@ -5,6 +5,7 @@ preallocated tensor. For each mixer, in batch and per-sample mode, this measures
 
 - ``step``: the callback's whole mixing step (sampling, box or mask, blend, targets), ÷ copy;
 - ``apply``: mixup, CutMix and FMix with λ, the box or the mask given (the blend alone), ÷ copy;
+- ``timm_step``: mixup and CutMix as timm's batch mode does them (:mod:`~lightning_mixup.bench.timm_style`), ÷ copy;
 - ``mask``: FMix mask generation alone, 256 masks at 32² and 224²;
 - ``throughput``: training samples/s of a small CNN with the mixer ÷ without (hidden-state mixers too);
 - PuzzleMix: the mask solver on 100 problems per grid size and label count, ÷ pyGCO's α-β swap called in a
@@ -29,7 +30,7 @@ Usage::
 Example:
     >>> records = run(["mixup"], device="cpu", quick=True)
     >>> sorted({r["part"] for r in records})
-    ['apply', 'copy', 'step', 'throughput']
+    ['apply', 'copy', 'step', 'throughput', 'timm_step']
     >>> format_table(records).splitlines()[0]
     '| method | mode | part | shape | dtype | ms | ratio | ratio of |'
 """
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import random
 import statistics
 import sys
 import time
@@ -53,6 +55,7 @@ from torch import nn
 from lightning.pytorch.plugins.precision import Precision
 
 from lightning_mixup.bench.pygco import gco_labels, random_problems
+from lightning_mixup.bench.timm_style import timm_style_cutmix, timm_style_mixup
 from lightning_mixup.callbacks import Mixer, MixUp, PuzzleMix
 from lightning_mixup.functional import (
     Targets,
@@ -115,6 +118,10 @@ def _make(method: str, per_sample: bool, **kwargs: Any) -> Mixer:
 BENCH_OPTIONS: dict[str, dict[str, Any]] = {"patchup": {"block_size": 7}}
 """Where the benchmark's instance differs from the registry's example: PatchUp's official 7×7 blocks on the
 32×32 maps."""
+
+
+TIMM_STYLE: dict[str, Callable[..., torch.Tensor]] = {"mixup": timm_style_mixup, "cutmix": timm_style_cutmix}
+"""The methods with a ``timm_step`` row: timm's batch mode (:mod:`lightning_mixup.bench.timm_style`)."""
 
 
 def _mixup_param(x: torch.Tensor, lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -262,6 +269,10 @@ def bench_steps(
             records.append(_record(method, mode, "step", shape, device, dtype, ms, ms / copy_ms))
             if method in APPLY:
                 records += _bench_apply(method, per_sample, x, dst, g, copy_ms, repeat)
+        if method in TIMM_STYLE:  # timm's batch mode, which mixes its input in place: on a copy of its own
+            mixed, rng = x.clone(), random.Random(0)
+            ms = median_ms(lambda: TIMM_STYLE[method](mixed, y, NUM_CLASSES, rng), device, repeat)
+            records.append(_record(method, "batch", "timm_step", shape, device, dtype, ms, ms / copy_ms))
     return records
 
 
