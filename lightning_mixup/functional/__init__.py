@@ -35,7 +35,7 @@ from lightning_mixup.functional.patchup import (
     unchanged_fraction,
 )
 from lightning_mixup.functional.saliency import input_saliency, loss_input_grad
-from lightning_mixup.functional.sampling import expand_lam, partner_index, sample_beta, sample_lam
+from lightning_mixup.functional.sampling import expand_lam, partner_index, partners, sample_beta, sample_lam
 from lightning_mixup.functional.targets import PairTarget, TargetBatch, Targets, mix_targets, pair_loss, to_probs
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "pair_loss",
     "pair_up",
     "partner_index",
+    "partners",
     "partner_probabilities",
     "paste_resized",
     "patch_grid",

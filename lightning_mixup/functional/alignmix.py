@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lightning_mixup.checks import check_choice, check_int, check_number
 from lightning_mixup.functional.batch import MixedBatch, pair_up
-from lightning_mixup.functional.sampling import expand_lam, sample_lam
+from lightning_mixup.functional.sampling import expand_lam, partners, sample_lam
 from lightning_mixup.functional.targets import Targets
 
 DIRECTIONS = ("random", "to_sample", "to_partner")
@@ -198,7 +198,7 @@ def aligned_sources(
     elif plan.ndim != 3 or plan.shape[0] not in (1, batch) or tuple(plan.shape[1:]) != (n, n):
         raise ValueError(f"plan must have shape [{batch} or 1, {n}, {n}], got {list(plan.shape)}")
     assignment = (plan.detach() * n).expand(batch, n, n)
-    partner = h[index]
+    partner = partners(h, index)
     to_partner = torch.as_tensor(to_partner, dtype=torch.bool, device=h.device)
     if to_partner.ndim == 0:
         if bool(to_partner):

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from lightning_mixup.functional.sampling import check_alpha, partner_index
+from lightning_mixup.functional.sampling import check_alpha, partner_index, partners
 from lightning_mixup.functional.targets import PairTarget, TargetBatch, Targets, as_targets
 from lightning_mixup.functional.validation import check_input
 
@@ -99,7 +99,7 @@ def gather_partners(x: Tensor, index: Tensor, out: Tensor | None = None) -> Tens
     """``x[index]``, written into ``out`` when given (see :func:`check_out`; not differentiable), else into a new
     tensor."""
     if out is None:
-        return x[index]
+        return partners(x, index)
     return torch.index_select(x, 0, index, out=check_out(out, x))
 
 
@@ -117,6 +117,6 @@ def blend_partners(x: Tensor, index: Tensor, weight: Tensor, out: Tensor | None 
                 [0.2500]])
     """
     if out is None or torch.compiler.is_compiling():
-        mixed = torch.lerp(x[index], x, weight)
+        mixed = torch.lerp(partners(x, index), x, weight)
         return mixed if out is None else check_out(out, x).copy_(mixed)
     return gather_partners(x, index, out).lerp_(x, weight)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from lightning_mixup.checks import check_bool, check_choice, check_number
 from lightning_mixup.functional.batch import MixedBatch
-from lightning_mixup.functional.sampling import _generator_device, check_alpha, expand_lam, sample_lam
+from lightning_mixup.functional.sampling import _generator_device, check_alpha, expand_lam, partners, sample_lam
 
 PAIRS: tuple[str, ...] = ("real_fake", "pooled")
 """Which samples a discriminator mix pairs: each real with a fake, or any two of the pooled reals and fakes."""
@@ -97,8 +97,8 @@ def pooled_discriminator_mixup(real: Tensor, fake: Tensor, lam: Tensor | float, 
             f"index must have shape [{pool.shape[0]}] (one partner per pooled sample), got {list(index.shape)}"
         )
     index = index.to(pool.device)
-    mixes = torch.lerp(pool[index], pool, expand_lam(lam, pool))
-    targets = torch.lerp(labels[index], labels, expand_lam(lam, labels).float())
+    mixes = torch.lerp(partners(pool, index), pool, expand_lam(lam, pool))
+    targets = torch.lerp(partners(labels, index), labels, expand_lam(lam, labels).float())
     return mixes, targets
 
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lightning_mixup.checks import check_choice, check_int, check_number
 from lightning_mixup.functional.batch import MixedBatch, blend_partners, pair_up
-from lightning_mixup.functional.sampling import sample_lam
+from lightning_mixup.functional.sampling import partners, sample_lam
 from lightning_mixup.functional.targets import Targets
 from lightning_mixup.functional.validation import check_input
 
@@ -248,7 +248,7 @@ def gridmix(x: Tensor, index: Tensor, own: Tensor, out: Tensor | None = None) ->
     check_input(x, ndim=4, method="GridMix")
     own = own.to(x.device)
     if out is None:
-        return torch.where(own, x, x[index])
+        return torch.where(own, x, partners(x, index))
     return blend_partners(x, index, own.to(x.dtype), out)  # exact: the weights are 0 or 1
 
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from lightning_mixup.checks import check_choice, check_int, check_number
 
 from lightning_mixup.functional.batch import MixedBatch, pair_up
-from lightning_mixup.functional.sampling import expand_lam, sample_lam
+from lightning_mixup.functional.sampling import expand_lam, partners, sample_lam
 from lightning_mixup.functional.targets import TargetBatch, Targets, mix_targets
 
 MODES = ("soft", "hard")
@@ -163,7 +163,7 @@ def _blend(h: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     """``weight·h + (1 − weight)·h[index]``, in ``h``'s dtype and memory format; exact at weights 0 and 1."""
     channels_last = h.ndim == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.lerp(h[index], h, weight.to(h.dtype).contiguous(memory_format=layout))
+    return torch.lerp(partners(h, index), h, weight.to(h.dtype).contiguous(memory_format=layout))
 
 
 def unchanged_fraction(mask: Tensor) -> Tensor:

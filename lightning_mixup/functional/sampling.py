@@ -102,6 +102,22 @@ def partner_index(
     return torch.randperm(batch_size, generator=generator, device=dev)
 
 
+def partners(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` along the batch dimension: differentiable, in ``x``'s memory format.
+
+    ``torch.index_select`` where ``x`` is contiguous (it keeps no other layout): on a CPU, ``x[index]``
+    (``aten::index``, and ``index_put_`` with accumulation in its backward) took 2–8× as long at 128×32×32² and
+    256×3×32².
+
+    Example:
+        >>> partners(torch.tensor([[0.0], [1.0], [2.0]]), torch.tensor([2, 0, 1]))
+        tensor([[2.],
+                [0.],
+                [1.]])
+    """
+    return torch.index_select(x, 0, index) if x.is_contiguous() else x[index]
+
+
 def expand_lam(lam: Tensor | float, like: Tensor) -> Tensor:
     """λ as a tensor of ``like``'s dtype and device that broadcasts against it: ``[]`` or ``[B, 1, …, 1]``.
 

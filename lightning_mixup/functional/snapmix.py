@@ -13,7 +13,7 @@ from torch import Tensor
 
 from lightning_mixup.functional.batch import MixedBatch, check_out, pair_up
 from lightning_mixup.functional.cutmix import box_mask, sample_boxes
-from lightning_mixup.functional.sampling import sample_lam
+from lightning_mixup.functional.sampling import partners, sample_lam
 from lightning_mixup.functional.targets import Targets, as_targets
 
 _EPS = 1e-8  # the official denominator guard
@@ -95,8 +95,8 @@ def paste_resized(x: Tensor, index: Tensor, boxes: Tensor, boxes_from: Tensor) -
     height, width = x.shape[2], x.shape[3]
     rows = _source_coords(boxes, boxes_from, height, 0, 1)
     cols = _source_coords(boxes, boxes_from, width, 2, 3)
-    partners = x[index]
-    return _lerp_along(_lerp_along(partners, rows, 2), cols, 3)
+    partner_images = partners(x, index)
+    return _lerp_along(_lerp_along(partner_images, rows, 2), cols, 3)
 
 
 def _box_area(boxes: Tensor) -> Tensor:

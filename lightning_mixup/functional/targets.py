@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_mixup.checks import check_choice, check_int
-from lightning_mixup.functional.sampling import expand_lam
+from lightning_mixup.functional.sampling import expand_lam, partners
 
 SUM_TOLERANCE = 1e-3
 TASKS = ("multiclass", "multilabel", "regression", "segmentation")
@@ -156,9 +156,9 @@ class TargetBatch:
         if not self.spec.dense:
             weight = torch.as_tensor(lam, dtype=torch.float32, device=value.device)
             if self.spec.form == "pair":  # a weight of its own memory: the module may change it in place
-                return PairTarget(value, value[index], weight.expand(value.shape[0]).clone())
-            return torch.lerp(value[index], value, expand_lam(weight, value))
-        own, other = value, value[index]
+                return PairTarget(value, partners(value, index), weight.expand(value.shape[0]).clone())
+            return torch.lerp(partners(value, index), value, expand_lam(weight, value))
+        own, other = value, partners(value, index)
         if move is not None:
             own, other = move(own, other)
         batch, _, height, width = own.shape
@@ -437,4 +437,4 @@ def mix_targets(probs: Tensor, index: Tensor, lam: Tensor | float) -> Tensor:
         tensor([[0.7500, 0.2500],
                 [0.2500, 0.7500]])
     """
-    return torch.lerp(probs[index], probs, expand_lam(lam, probs))
+    return torch.lerp(partners(probs, index), probs, expand_lam(lam, probs))

@@ -19,7 +19,7 @@ from lightning_mixup.functional.batch import MixedBatch, pair_up
 from lightning_mixup.functional.puzzlemix.energy import mask_problem, pool_saliency
 from lightning_mixup.functional.puzzlemix.solver import solve_masks
 from lightning_mixup.functional.puzzlemix.transport import move_blocks, transport_plan
-from lightning_mixup.functional.sampling import sample_lam
+from lightning_mixup.functional.sampling import partners, sample_lam
 from lightning_mixup.functional.targets import Move, TargetBatch, Targets
 
 GRIDS = (2, 4, 8, 16)
@@ -188,7 +188,7 @@ def puzzlemix_sources(
     pixels = x * std_t + mean_t
     saliency = saliency.detach().to(x.dtype)
     block_mask = optimal_mask(saliency, pixels, index, lam, grid, params)
-    own, partner = x, x[index]
+    own, partner = x, partners(x, index)
     if noise is not None and perturb[0]:
         own = ((pixels + noise).clamp(0, 1) - mean_t) / std_t
     if noise is not None and perturb[1]:
