@@ -16,7 +16,7 @@ from lightning_mixup import MixUp
 from lightning_mixup import bench
 from lightning_mixup.bench import METHODS, main, run
 from lightning_mixup.bench.timm_style import timm_style_cutmix, timm_style_mixup
-from lightning_mixup.functional import mixup_batch
+from lightning_mixup.functional import mixup_batch, partners
 from lightning_mixup.methods import get, names
 
 BATCH_FNS = {name: get(name).batch_op for name in names("input", task="multiclass")}  # these write into out=
@@ -177,3 +177,19 @@ def test_compiled_section_times_the_blends(monkeypatch: pytest.MonkeyPatch) -> N
         (m, mode, part) for m in ("mixup", "cutmix", "fmix") for mode in modes for part in ("compile", "apply_compiled")
     }
     assert parts == expected | {("copy", "batch", "copy")}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_partners_equal_indexing_in_value_layout_and_gradient(channels_last: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 5, 4, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    index = torch.tensor([2, 2, 0, 5, 1, 3])  # a repeated partner: its gradient accumulates
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast, slow = partners(a, index), b[index]
+    assert torch.equal(fast, slow) and fast.stride() == slow.stride()
+    weight = torch.randn(6, 3, 5, 4, generator=g)
+    (fast * weight).sum().backward()
+    (slow * weight).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
