@@ -168,6 +168,35 @@ def test_a_training_step_reads_nothing_on_the_host(name: str, per_sample: bool, 
     assert reads.found == [], f"{name} reads tensors on the host in a training step: {reads.found}"
 
 
+CUDA_KNOWN = {"alignmix": KNOWN["alignmix", False]}
+"""What still synchronizes on CUDA, where the batch boxes lie on the device and take the masked form."""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("name", METHODS)
+def test_a_cuda_training_step_never_synchronizes(name: str, per_sample: bool) -> None:
+    """The same steps on a GPU under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any sync."""
+    if name in CUDA_KNOWN:
+        pytest.xfail(CUDA_KNOWN[name])
+    torch.manual_seed(0)
+    module = Module().cuda()
+    cb = get(name).make(per_sample=per_sample, num_classes=NUM_CLASSES, seed=0, p=0.5)
+    trainer = SimpleNamespace(current_epoch=0, global_rank=0, datamodule=None)
+    cb.setup(trainer, module, "fit")
+    x, y = torch.randn(8, 3, 16, 16, device="cuda"), (torch.arange(8) % 4).cuda()
+    for _ in range(2):  # the first mixed batch: targets checked in full, layers checked
+        _step(cb, trainer, module, x, y)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(4):
+            _step(cb, trainer, module, x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    cb.teardown(trainer, module, "fit")
+
+
 def test_the_detector_sees_host_reads() -> None:
     t = torch.ones(3)
     for read in (lambda: float(t[0]), lambda: bool(t[0]), lambda: t.tolist(), lambda: t.nonzero(), lambda: t[t > 0]):
