@@ -153,19 +153,26 @@ CASES = [
 @pytest.mark.parametrize("p", [1.0, 0.5])
 @pytest.mark.parametrize(("name", "per_sample"), CASES)
 def test_a_training_step_reads_nothing_on_the_host(name: str, per_sample: bool, p: float) -> None:
+    reads = _watched_steps(name, per_sample, p, "cpu", no_host_reads())
+    assert reads.found == [], f"{name} reads tensors on the host in a training step: {reads.found}"
+
+
+def _watched_steps(name: str, per_sample: bool, p: float, device: str, watch: Any) -> Any:
+    """Two steps of the registry's ``name`` (the first mixed batch: targets checked in full, layers checked), then four
+    more inside the context manager ``watch`` (both sides of the coin, several layers); returns what it yields."""
     torch.manual_seed(0)
-    module = Module()
+    module = Module().to(device)
     cb = get(name).make(per_sample=per_sample, num_classes=NUM_CLASSES, seed=0, p=p)
     trainer = SimpleNamespace(current_epoch=0, global_rank=0, datamodule=None)
     cb.setup(trainer, module, "fit")
-    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 4
-    for _ in range(2):  # the first mixed batch: targets checked in full, layers checked
+    x, y = torch.randn(8, 3, 16, 16).to(device), (torch.arange(8) % 4).to(device)
+    for _ in range(2):
         _step(cb, trainer, module, x, y)
-    with no_host_reads() as reads:
-        for _ in range(4):  # both sides of the coin, several layers
+    with watch as watched:
+        for _ in range(4):
             _step(cb, trainer, module, x, y)
     cb.teardown(trainer, module, "fit")
-    assert reads.found == [], f"{name} reads tensors on the host in a training step: {reads.found}"
+    return watched
 
 
 CUDA_KNOWN = {"alignmix": KNOWN["alignmix", False]}
@@ -179,22 +186,18 @@ def test_a_cuda_training_step_never_synchronizes(name: str, per_sample: bool) ->
     """The same steps on a GPU under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any sync."""
     if name in CUDA_KNOWN:
         pytest.xfail(CUDA_KNOWN[name])
-    torch.manual_seed(0)
-    module = Module().cuda()
-    cb = get(name).make(per_sample=per_sample, num_classes=NUM_CLASSES, seed=0, p=0.5)
-    trainer = SimpleNamespace(current_epoch=0, global_rank=0, datamodule=None)
-    cb.setup(trainer, module, "fit")
-    x, y = torch.randn(8, 3, 16, 16, device="cuda"), (torch.arange(8) % 4).cuda()
-    for _ in range(2):  # the first mixed batch: targets checked in full, layers checked
-        _step(cb, trainer, module, x, y)
+    _watched_steps(name, per_sample, 0.5, "cuda", cuda_syncs_raise())
+
+
+@contextmanager
+def cuda_syncs_raise() -> Iterator[None]:
+    """Inside: any host synchronization with the GPU raises."""
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for _ in range(4):
-            _step(cb, trainer, module, x, y)
+        yield
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    cb.teardown(trainer, module, "fit")
 
 
 def test_the_detector_sees_host_reads() -> None:
